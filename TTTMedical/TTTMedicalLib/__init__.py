@@ -1,0 +1,32 @@
+"""TTTMedicalLib: the scene layer between Slicer's MRML scene and the ``tttmedical`` engine.
+
+Imports ``slicer`` (MRML, vtk) and the torch-free parts of the engine, never ``qt``, so every
+function here also runs with the ``slicer-core`` wheel (tests in ``Testing/scene``).
+
+Modules (each one file deep):
+
+* :mod:`.volumes`      volume nodes <-> engine :class:`~tttmedical.core.volume.Volume` (RAS <-> LPS)
+* :mod:`.transforms`   displacement fields (LPS mm, ITK convention) <-> grid transform nodes (RAS)
+* :mod:`.sequences`    volume sequence nodes <-> 4D NRRD files / lists of volumes
+* :mod:`.labels`       segmentations / label maps -> label volumes with matched label values
+* :mod:`.results`      metrics table, loss plot, output folder in the subject hierarchy
+* :mod:`.runner`       the engine in a background process (JSON progress lines, cancel, cleanup)
+* :mod:`.registration` RefineRegistration: inputs -> files -> ``tttmedical register`` -> nodes
+* :mod:`.dependencies` installing the engine's requirements inside Slicer
+* :mod:`.samples`      small synthetic inputs for self-tests
+
+Nothing is imported eagerly, so ``TTTMedicalLib.runner`` works without ``slicer``.
+"""
+
+__all__ = [
+    "dependencies",
+    "labels",
+    "registration",
+    "results",
+    "runner",
+    "samples",
+    "scene",
+    "sequences",
+    "transforms",
+    "volumes",
+]

@@ -1,0 +1,96 @@
+"""Small MRML scene helpers shared by the scene layer.
+
+Every function takes the scene explicitly or from a node (``node.GetScene()``); ``slicer.mrmlScene``
+is only the default when nothing else is given (the Slicer application sets it; tests assign a
+``vtkMRMLScene`` to it).
+"""
+from __future__ import annotations
+
+import contextlib
+
+import slicer
+
+
+def get_scene(scene=None, node=None):
+    """The scene to work in: ``scene``, else ``node``'s scene, else ``slicer.mrmlScene``."""
+    if scene is not None:
+        return scene
+    if node is not None and node.GetScene() is not None:
+        return node.GetScene()
+    scene = getattr(slicer, "mrmlScene", None)
+    if scene is None:
+        raise RuntimeError("No MRML scene: assign slicer.mrmlScene or pass a scene.")
+    return scene
+
+
+def node_ids(scene) -> set[str]:
+    """IDs of every node currently in ``scene``."""
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
+def remove_nodes_added_since(scene, before: set[str]) -> None:
+    """Remove every node whose ID is not in ``before`` (display/storage nodes included)."""
+    added = [scene.GetNodeByID(node_id) for node_id in node_ids(scene) - before]
+    # The subject hierarchy node is scene infrastructure (created on demand), not a result.
+    added = [n for n in added if n is not None and not n.IsA("vtkMRMLSubjectHierarchyNode")]
+    # Remove data nodes first so that their display/storage nodes are not orphan-removed twice.
+    added.sort(key=lambda n: n.IsA("vtkMRMLDisplayNode") or n.IsA("vtkMRMLStorageNode") or n.IsA("vtkMRMLColorNode"))
+    for node in added:
+        if node.GetScene() is not None:
+            scene.RemoveNode(node)
+
+
+@contextlib.contextmanager
+def temporary_nodes(scene):
+    """Remove every node added to ``scene`` inside the block, whatever happens."""
+    before = node_ids(scene)
+    try:
+        yield
+    finally:
+        remove_nodes_added_since(scene, before)
+
+
+@contextlib.contextmanager
+def rollback_on_error(scene):
+    """Keep the nodes added inside the block only if it completes; otherwise remove them all."""
+    before = node_ids(scene)
+    try:
+        yield
+    except BaseException:
+        remove_nodes_added_since(scene, before)
+        raise
+
+
+def unique_name(scene, base: str) -> str:
+    """A node name not used yet in ``scene`` (``base``, else ``base_1``, ...)."""
+    if scene.GetFirstNodeByName(base) is None:
+        return base
+    return scene.GenerateUniqueName(base)
+
+
+def subject_hierarchy(scene):
+    """The scene's subject hierarchy node (created if the scene has none yet)."""
+    return slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+
+
+def create_output_folder(scene, near_node, name: str) -> int:
+    """Create a subject hierarchy folder next to ``near_node`` (same parent: its patient/study/folder).
+
+    Returns the folder's item ID.  With no ``near_node`` the folder goes under the scene item.
+    """
+    sh = subject_hierarchy(scene)
+    parent = sh.GetSceneItemID()
+    if near_node is not None:
+        item = sh.GetItemByDataNode(near_node)
+        if item:
+            parent = sh.GetItemParent(item) or parent
+    return sh.CreateFolderItem(parent, name)
+
+
+def place_in_folder(scene, node, folder_item: int) -> None:
+    """Move ``node``'s subject hierarchy item into ``folder_item``."""
+    sh = subject_hierarchy(scene)
+    item = sh.GetItemByDataNode(node)
+    if not item:
+        item = sh.CreateItem(folder_item, node)
+    sh.SetItemParent(item, folder_item)

@@ -1,0 +1,126 @@
+"""Grid transform nodes move points exactly as the engine's displacement field says.
+
+Geometry is oblique (rotations about three axes) and anisotropic throughout.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer")
+sitk = pytest.importorskip("SimpleITK")
+torch = pytest.importorskip("torch")
+
+from tttmedical.core.volume import Volume  # noqa: E402
+from tttmedical.core.warp import field_volume, warp  # noqa: E402
+from TTTMedicalLib import transforms  # noqa: E402
+
+TOL_MM = 1e-3
+
+
+def rotation(ax, ay, az):
+    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+@pytest.fixture
+def grid():
+    """An oblique, anisotropic fixed grid (LPS) with shape (K, J, I) = (6, 7, 8)."""
+    return Volume(np.zeros((6, 7, 8), np.float32), (0.9, 1.4, 2.2), (-20.0, 13.0, 4.5), rotation(0.35, -0.25, 0.6))
+
+
+@pytest.fixture
+def engine_field(grid):
+    """Smooth engine displacement ``u`` (1, 3, D, H, W) in voxels of ``grid`` (channel 0 = k)."""
+    k, j, i = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in grid.shape), indexing="ij")
+    u = np.stack([0.8 * np.sin(0.5 * i + 0.2 * j), -1.1 * np.cos(0.4 * k) + 0.3 * np.sin(0.3 * i), 0.6 * np.sin(0.7 * j + 0.1 * k)])
+    return torch.tensor(u[None], dtype=torch.float64)
+
+
+def continuous_ijk_to_ras(grid, ijk):
+    return (grid.ijk_to_ras() @ np.c_[ijk, np.ones(len(ijk))].T).T[:, :3]
+
+
+def test_voxel_centres_move_exactly_as_engine_field(scene, grid, engine_field):
+    field = field_volume(engine_field, grid)  # engine: voxels -> LPS mm (D, H, W, 3)
+    node = transforms.add_grid_transform_node(field, "refined", scene)
+    from_parent = node.GetTransformFromParent()
+
+    u = engine_field[0].numpy()
+    kji = np.stack(np.meshgrid(*(np.arange(n) for n in grid.shape), indexing="ij"), -1).reshape(-1, 3)
+    ijk = kji[:, ::-1].astype(float)
+    moved_ijk = ijk + u[:, kji[:, 0], kji[:, 1], kji[:, 2]].T[:, ::-1]  # x + u(x), channels (k, j, i) -> (i, j, k)
+    expected = continuous_ijk_to_ras(grid, moved_ijk)
+    points = continuous_ijk_to_ras(grid, ijk)
+    got = transforms.transform_points_ras(from_parent, points)
+    assert np.abs(got - expected).max() < TOL_MM
+    assert node.GetTransformFromParentAs("vtkOrientedGridTransform", False, True) is not None
+
+
+def test_points_between_voxels_follow_engine_trilinear_interpolation(scene, grid, engine_field):
+    node = transforms.add_grid_transform_node(field_volume(engine_field, grid), "refined", scene)
+    # The engine's own warp gives u(x + s) at every voxel x for a constant sub-voxel shift s.
+    shift = np.array([0.3, 0.65, 0.45])  # (k, j, i) voxels
+    shift_field = torch.tensor(shift, dtype=engine_field.dtype).view(1, 3, 1, 1, 1).expand_as(engine_field).contiguous()
+    u_at_shifted = warp(engine_field, shift_field)[0].numpy()  # (3, D, H, W)
+    interior = np.stack(np.meshgrid(*(np.arange(n - 1) for n in grid.shape), indexing="ij"), -1).reshape(-1, 3)
+    kji = interior + shift
+    disp = u_at_shifted[:, interior[:, 0], interior[:, 1], interior[:, 2]].T
+    expected = continuous_ijk_to_ras(grid, (kji + disp)[:, ::-1])
+    points = continuous_ijk_to_ras(grid, kji[:, ::-1])
+    got = transforms.transform_points_ras(node.GetTransformFromParent(), points)
+    assert np.abs(got - expected).max() < TOL_MM
+
+    # ITK's DisplacementFieldTransform on the same field (LPS) agrees too.
+    itk = sitk.DisplacementFieldTransform(sitk.Cast(field_volume(engine_field, grid).to_sitk(), sitk.sitkVectorFloat64))
+    for p_ras, q_ras in zip(points[::7], got[::7]):
+        q_lps = np.array(itk.TransformPoint(tuple(p_ras * [-1, -1, 1])))
+        assert np.abs(q_lps * [-1, -1, 1] - q_ras).max() < TOL_MM
+
+
+def test_same_convention_as_slicer_loading_the_field_file(scene, grid, engine_field, tmp_path):
+    field = field_volume(engine_field, grid)
+    path = field.write(tmp_path / "displacement.nii.gz")
+    loaded = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "loaded by Slicer")
+    storage = scene.AddNewNodeByClass("vtkMRMLTransformStorageNode")
+    storage.SetFileName(str(path))
+    assert storage.ReadData(loaded)
+    ours = transforms.add_grid_transform_node(field, "ours", scene)
+    points = continuous_ijk_to_ras(grid, np.stack(np.meshgrid(*(np.arange(n) for n in grid.size_ijk), indexing="ij"), -1).reshape(-1, 3).astype(float))
+    a = transforms.transform_points_ras(loaded.GetTransformFromParent(), points)
+    b = transforms.transform_points_ras(ours.GetTransformFromParent(), points)
+    assert np.abs(a - b).max() < TOL_MM
+    assert np.abs(b - points).max() > 0.5  # the field is not trivial
+
+
+def test_field_round_trip_through_node_is_exact(scene, grid, engine_field):
+    field = field_volume(engine_field, grid)
+    back = transforms.field_from_grid_transform_node(transforms.add_grid_transform_node(field, "g", scene))
+    assert back.same_grid(field, tol=1e-12)
+    assert np.abs(back.array - field.array).max() < 1e-6
+
+
+def test_registration_references_point_to_inputs_without_modifying_them(scene, grid, engine_field):
+    fixed = slicer.util.addVolumeFromArray(np.ones((6, 7, 8), np.float32), name="fixed")
+    moving = slicer.util.addVolumeFromArray(np.ones((6, 7, 8), np.float32), name="moving")
+    node = transforms.add_grid_transform_node(field_volume(engine_field, grid), "g", scene, moving_node=moving, fixed_node=fixed)
+    assert node.GetNodeReference(slicer.vtkMRMLTransformNode.GetMovingNodeReferenceRole()).GetID() == moving.GetID()
+    assert node.GetNodeReference(slicer.vtkMRMLTransformNode.GetFixedNodeReferenceRole()).GetID() == fixed.GetID()
+    assert moving.GetParentTransformNode() is None
+
+
+def test_sampling_any_transform_gives_its_resampling_displacement(scene, grid):
+    linear = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "rigid")
+    to_parent = np.eye(4)
+    to_parent[:3, :3] = rotation(0.1, 0.0, -0.2)
+    to_parent[:3, 3] = [3.0, -1.0, 2.5]
+    linear.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(to_parent))
+    field = transforms.sample_transform(linear, grid)
+    points = transforms.voxel_centres_ras(grid).reshape(-1, 3)
+    from_parent = np.linalg.inv(to_parent)
+    expected_ras = (from_parent @ np.c_[points, np.ones(len(points))].T).T[:, :3] - points
+    assert np.abs(field.array.reshape(-1, 3) * [-1, -1, 1] - expected_ras).max() < 1e-9
+    assert field.same_grid(grid)
