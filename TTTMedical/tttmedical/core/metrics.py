@@ -1,0 +1,127 @@
+"""Evaluation metrics on numpy arrays in the engine's ``[k, j, i]`` order.
+
+Spacing arguments are in millimetres in ``(i, j, k)`` order (as :class:`Volume` holds them);
+they are reversed internally to match array axes.  Label metrics skip label 0 (background).
+Intensity metrics expect both images on the same grid; PSNR/SSIM take ``data_range``
+(default: the reference image's max - min).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .losses import local_ncc_map, ssim_map
+
+
+def _labels(a: np.ndarray, b: np.ndarray, labels=None) -> list[int]:
+    if labels is not None:
+        return [int(x) for x in labels]
+    return [int(x) for x in np.union1d(np.unique(a), np.unique(b)) if x != 0]
+
+
+def dice_per_label(a: np.ndarray, b: np.ndarray, labels=None) -> dict[int, float]:
+    """Dice of each foreground label (1.0 when a label is absent from both)."""
+    out = {}
+    for lab in _labels(a, b, labels):
+        x, y = a == lab, b == lab
+        denom = x.sum() + y.sum()
+        out[lab] = 1.0 if denom == 0 else float(2.0 * np.logical_and(x, y).sum() / denom)
+    return out
+
+
+def _surface_distances(x: np.ndarray, y: np.ndarray, sampling) -> np.ndarray:
+    """Distances (mm) from the surface voxels of ``x`` to the surface of ``y``."""
+    surf_x = x & ~ndimage.binary_erosion(x, border_value=0)
+    surf_y = y & ~ndimage.binary_erosion(y, border_value=0)
+    dist_to_y = ndimage.distance_transform_edt(~surf_y, sampling=sampling)
+    return dist_to_y[surf_x]
+
+
+def hd95_per_label(a: np.ndarray, b: np.ndarray, spacing=(1.0, 1.0, 1.0), labels=None) -> dict[int, float]:
+    """Symmetric 95th-percentile Hausdorff distance in mm per label (NaN when a label is missing on one side)."""
+    sampling = tuple(float(s) for s in reversed(spacing))
+    out = {}
+    for lab in _labels(a, b, labels):
+        x, y = a == lab, b == lab
+        if not x.any() and not y.any():
+            out[lab] = 0.0
+        elif not x.any() or not y.any():
+            out[lab] = float("nan")
+        else:
+            d = np.concatenate([_surface_distances(x, y, sampling), _surface_distances(y, x, sampling)])
+            out[lab] = float(np.percentile(d, 95))
+    return out
+
+
+def sdlogj(jacobian: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """Std of the log Jacobian determinant, two conventions in use in the literature.
+
+    ``sdlogj``: std(log J) with J clipped to [1e-9, 1e9] (folded voxels dominate, as in most papers);
+    ``sdlogj_plus3``: std(log(J + 3)) as in the Learn2Reg challenge (robust to folding).
+    """
+    j = np.asarray(jacobian, dtype=np.float64)
+    if mask is not None:
+        j = j[mask.astype(bool)]
+    return {"sdlogj": float(np.log(np.clip(j, 1e-9, 1e9)).std()),
+            "sdlogj_plus3": float(np.log(np.clip(j + 3.0, 1e-9, 1e9)).std())}
+
+
+def folding_percent(jacobian: np.ndarray) -> float:
+    """Percentage of voxels whose Jacobian determinant is <= 0."""
+    return float(100.0 * np.mean(np.asarray(jacobian) <= 0))
+
+
+def mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+
+
+def nmse(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """``||ref - est||^2 / ||ref||^2``."""
+    ref = np.asarray(reference, np.float64)
+    return float(np.sum((ref - np.asarray(estimate, np.float64)) ** 2) / max(np.sum(ref ** 2), 1e-30))
+
+
+def psnr(reference: np.ndarray, estimate: np.ndarray, data_range: float | None = None) -> float:
+    ref = np.asarray(reference, np.float64)
+    rng = float(ref.max() - ref.min()) if data_range is None else float(data_range)
+    err = mse(ref, estimate)
+    return float("inf") if err == 0 else float(10.0 * np.log10(rng * rng / err))
+
+
+def ncc_global(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of all voxels."""
+    x = np.asarray(a, np.float64).ravel()
+    y = np.asarray(b, np.float64).ravel()
+    x, y = x - x.mean(), y - y.mean()
+    return float((x * y).sum() / max(np.sqrt((x * x).sum() * (y * y).sum()), 1e-30))
+
+
+def _as_tensor(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None]
+
+
+@torch.no_grad()
+def ncc_local(a: np.ndarray, b: np.ndarray, window: int = 9) -> float:
+    """Mean signed local correlation over ``window``^3 boxes."""
+    return float(local_ncc_map(_as_tensor(a), _as_tensor(b), window).mean())
+
+
+@torch.no_grad()
+def ssim(reference: np.ndarray, estimate: np.ndarray, data_range: float | None = None, window: int = 7) -> float:
+    """Mean box-window 3D SSIM."""
+    ref = np.asarray(reference, np.float32)
+    est = np.asarray(estimate, np.float32)
+    rng = float(ref.max() - ref.min()) if data_range is None else float(data_range)
+    rng = rng or 1.0
+    return float(ssim_map(_as_tensor(ref / rng), _as_tensor(est / rng), window).mean())
+
+
+def label_metrics(fixed_labels: np.ndarray, warped_labels: np.ndarray, spacing) -> dict:
+    """``dice`` and ``hd95_mm`` (means over foreground labels) plus per-label values."""
+    d = dice_per_label(fixed_labels, warped_labels)
+    h = hd95_per_label(fixed_labels, warped_labels, spacing, labels=list(d))
+    finite = [v for v in h.values() if np.isfinite(v)]
+    return {"dice": float(np.mean(list(d.values()))) if d else float("nan"),
+            "hd95_mm": float(np.mean(finite)) if finite else float("nan"),
+            "dice_per_label": d, "hd95_mm_per_label": h}
