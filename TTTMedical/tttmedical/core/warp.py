@@ -111,8 +111,9 @@ def mm_to_voxels(field_mm: np.ndarray, grid: Volume) -> np.ndarray:
 
 
 def field_volume(u: np.ndarray | torch.Tensor, grid: Volume) -> Volume:
-    """A 3-component float64 vector `Volume` in LPS mm, ready for ``sitk.DisplacementFieldTransform``."""
-    return grid.with_array(voxels_to_mm(u, grid).astype(np.float64))
+    """A 3-component float32 vector `Volume` in LPS mm on ``grid`` (cast to float64 for
+    ``sitk.DisplacementFieldTransform``; float32 keeps files half the size)."""
+    return grid.with_array(voxels_to_mm(u, grid))
 
 
 def linear_to_voxel_field(transform, grid: Volume) -> np.ndarray:

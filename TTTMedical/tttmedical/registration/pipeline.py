@@ -1,0 +1,245 @@
+"""`register`: files in, refined registration and a report out.
+
+The working grid is the fixed image's grid: the moving image (and its labels) are first resampled
+onto it through physical space, then every field is a voxel field on that grid (engine
+convention, :mod:`tttmedical.core.warp`).  Outputs are written by applying the final LPS-mm field
+to the *original* moving image with SimpleITK, so what a user gets from ``displacement.nii.gz``
+with ITK, SimpleITK or Slicer is exactly ``warped.nii.gz``.
+
+Outputs (in ``outdir``, written to a hidden sibling folder first and moved in only on success):
+``displacement.nii.gz``, ``warped.nii.gz``, ``jacobian.nii.gz``, ``warped_labels.nii.gz`` (with
+labels), ``report.json`` and, on request, ``figure.png``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..core import metrics as M
+from ..core.device import device_description, run_with_fallback, select_device
+from ..core.errors import InputError
+from ..core.progress import Progress, Stages
+from ..core.report import Timer, seed_everything, write_report
+from ..core.volume import Volume, normalize, resample_to
+from ..core.warp import field_volume, jacobian_determinant, warp
+from . import regttr, ssmsr
+from .initial import read_initial_field
+
+METHODS = ("regttr", "ssmsr", "predict")
+
+
+@dataclasses.dataclass
+class RegisterOptions:
+    """User-facing options; ``None`` means "the method's default"."""
+
+    method: str = "regttr"
+    init: str | None = None          # None/"identity", a transform/field file, or "predictor"
+    iterations: int | None = None    # Reg-TTR: iterations per level; SSMSR: steps per scale
+    lr: float | None = None
+    smoothness: float | None = None
+    levels: int | None = None
+    modality: str = "mri"
+    device: str = "auto"
+    seed: int = 0
+    weights: str | None = None       # predictor weights (default: the bundled ones)
+    weights_sha256: str | None = None
+    figure: bool = False
+
+
+@dataclasses.dataclass
+class Inputs:
+    fixed: Volume
+    moving: Volume
+    fixed_labels: Volume | None = None
+    moving_labels: Volume | None = None
+    paths: dict = dataclasses.field(default_factory=dict)
+
+
+def read_inputs(fixed: str | Path, moving: str | Path, fixed_labels=None, moving_labels=None) -> Inputs:
+    """Read and validate the pair (and optional label maps, which must lie on their image's grid)."""
+    fx = Volume.read(fixed, "fixed image")
+    mv = Volume.read(moving, "moving image")
+    if (fixed_labels is None) != (moving_labels is None):
+        raise InputError("Labels were given for only one image; pass both --fixed-labels and --moving-labels, or neither.")
+    fl = ml = None
+    if fixed_labels is not None:
+        fl = _read_labels(fixed_labels, "fixed label map", fx, "fixed image")
+        ml = _read_labels(moving_labels, "moving label map", mv, "moving image")
+        if not set(np.unique(fl.array)) & set(np.unique(ml.array)) - {0}:
+            raise InputError("The fixed and moving label maps share no foreground label; pass label maps that use the same label numbers.")
+    paths = {"fixed": str(fixed), "moving": str(moving)}
+    if fixed_labels is not None:
+        paths.update(fixed_labels=str(fixed_labels), moving_labels=str(moving_labels))
+    return Inputs(fx, mv, fl, ml, paths)
+
+
+def _read_labels(path, name: str, image: Volume, image_name: str) -> Volume:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"The {name} file '{path}' does not exist; check the path.")
+    try:
+        labels = Volume.from_sitk(sitk.ReadImage(str(path)))
+    except RuntimeError:
+        raise InputError(f"The {name} file '{path}' could not be read as an image; use NRRD, NIfTI or MHA.") from None
+    if not labels.same_grid(image, tol=1e-3):
+        raise InputError(
+            f"The {name} '{path.name}' does not lie on the {image_name}'s grid (shape {labels.shape} vs {image.shape}, or spacing/origin/direction differ); resample it onto the {image_name}."
+        )
+    arr = np.asarray(labels.array)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.allclose(arr, np.round(arr)):
+            raise InputError(f"The {name} '{path.name}' has non-integer values; pass a label map (integer labels, 0 = background).")
+        arr = np.round(arr)
+    if not np.any(arr != 0):
+        raise InputError(f"The {name} '{path.name}' has no foreground label; pass a label map with at least one non-zero label.")
+    return labels.with_array(arr.astype(np.int16))
+
+
+def apply_field(moving: Volume, field_mm: Volume, interpolation: str = "linear") -> Volume:
+    """Resample the original ``moving`` onto the field's (fixed) grid through the LPS-mm field."""
+    transform = sitk.DisplacementFieldTransform(sitk.Cast(field_mm.to_sitk(), sitk.sitkVectorFloat64))
+    return resample_to(moving, field_mm.with_array(np.zeros(field_mm.shape, np.float32)), interpolation, 0.0, transform)
+
+
+def _tensor(array: np.ndarray, device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None].to(device)
+
+
+def _evaluate(f: torch.Tensor, m: torch.Tensor, u: torch.Tensor | None, inputs: Inputs, field_mm: Volume) -> dict:
+    with torch.no_grad():
+        warped = warp(m, u) if u is not None else m
+    wf = warped[0, 0].cpu().numpy()
+    fa = f[0, 0].cpu().numpy()
+    jac = jacobian_determinant(u) if u is not None else np.ones(fa.shape, np.float32)
+    out = {"ncc": M.ncc_local(fa, wf), "ncc_global": M.ncc_global(fa, wf), "ssim": M.ssim(fa, wf, data_range=1.0),
+           "mse": M.mse(fa, wf), **M.sdlogj(jac), "folding_percent": M.folding_percent(jac),
+           "jacobian_min": float(jac.min()), "jacobian_max": float(jac.max())}
+    if inputs.fixed_labels is not None:
+        warped_labels = apply_field(inputs.moving_labels, field_mm, "nearest")
+        out.update(M.label_metrics(inputs.fixed_labels.array, warped_labels.array, inputs.fixed.spacing))
+    return out, jac
+
+
+def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None = None,
+             progress: Progress | None = None) -> dict:
+    """Run the registration and write the outputs; returns the report dict."""
+    opts = options or RegisterOptions()
+    progress = progress or Progress("none")
+    if opts.method not in METHODS:
+        raise InputError(f"Unknown method '{opts.method}'; use one of {', '.join(METHODS)}.")
+    init = None if opts.init in (None, "", "identity") else opts.init
+    if opts.method == "predict" and init not in (None, "predictor"):
+        raise InputError("--method predict uses the built-in predictor as its only transform; drop --init or use --method regttr.")
+    if opts.method == "predict":
+        init = "predictor"
+    outdir = Path(outdir)
+    stages = Stages(progress, {"prepare": 1, "init": 2, "refine": 12, "write": 1})
+    timer = Timer()
+    t_start = time.perf_counter()
+    seed_everything(opts.seed)
+    device = select_device(opts.device)
+    fixed = inputs.fixed
+    stages.update("prepare", 0.0, "Resampling the moving image onto the fixed grid")
+    moving_on_fixed = inputs.moving if inputs.moving.same_grid(fixed) else resample_to(inputs.moving, fixed, "linear")
+    f_np = normalize(fixed.array, opts.modality)
+    m_np = normalize(moving_on_fixed.array, opts.modality)
+    init_field = read_initial_field(init, fixed) if init not in (None, "predictor") else None
+    progress.log(f"Device: {device_description(device)}")
+
+    def run(dev: torch.device):
+        f, m = _tensor(f_np, dev), _tensor(m_np, dev)
+        u0 = torch.from_numpy(init_field)[None].to(dev) if init_field is not None else None
+        with timer("init"):
+            if init == "predictor":
+                from .predictor import Predictor
+
+                stages.update("init", 0.0, "Predicting the initial field")
+                predictor = Predictor.load(opts.weights, opts.weights_sha256, dev)
+                u0 = predictor.predict(f, m)
+        stages.update("init", 1.0, "Initial field ready")
+        result = None
+        with timer("refine"):
+            if opts.method == "predict":
+                field, curve = u0, []
+            elif opts.method == "regttr":
+                overrides = {k: v for k, v in {"iterations": opts.iterations, "lr": opts.lr,
+                                               "smoothness": opts.smoothness, "levels": opts.levels}.items() if v is not None}
+                cfg = regttr.RegTTRConfig.refinement(**overrides) if u0 is not None else regttr.RegTTRConfig(**overrides)
+                result = regttr.refine(f, m, u0, cfg, lambda fr, st, loss: stages.update("refine", fr, st, loss=loss))
+                field, curve = result.field, result.loss_curve
+            else:
+                overrides = {k: v for k, v in {"steps": opts.iterations, "lr": opts.lr,
+                                               "smoothness": opts.smoothness, "levels": opts.levels}.items() if v is not None}
+                cfg = ssmsr.SSMSRConfig(**overrides)
+                result = ssmsr.register(f, m, u0, cfg, lambda fr, st, loss: stages.update("refine", fr, st, loss=loss))
+                field, curve = result.field, result.loss_curve
+        return f, m, u0, field, curve, cfg if opts.method != "predict" else None, result
+
+    (f, m, u0, field, curve, cfg, result), used = run_with_fallback(run, device, progress.log)
+    if not torch.isfinite(field).all():
+        raise RuntimeError("The registration produced a displacement field with NaN values; nothing was written. Try a smaller --lr.")
+    stages.update("write", 0.0, "Evaluating and writing results")
+    field_mm = field_volume(field, fixed)
+    init_mm = field_volume(u0, fixed) if u0 is not None else field_volume(torch.zeros_like(field), fixed)
+    initial, _ = _evaluate(f, m, u0, inputs, init_mm)
+    final, jac = _evaluate(f, m, field, inputs, field_mm)
+    metrics = dict(final)
+    metrics.update({f"initial_{k}": v for k, v in initial.items()})
+    timer.timings["total_s"] = time.perf_counter() - t_start
+    report = {
+        "command": "register",
+        "method": opts.method,
+        "initial_transform": init or "identity",
+        "inputs": inputs.paths,
+        "grid": {"shape_kji": list(fixed.shape), "spacing_mm": list(fixed.spacing)},
+        "parameters": {**dataclasses.asdict(opts), **({"config": dataclasses.asdict(cfg)} if cfg is not None else {})},
+        "device": device_description(used),
+        "seed": opts.seed,
+        "metrics": metrics,
+        "timings": {"init_s": timer.timings.get("init_s", 0.0), "refine_s": timer.timings.get("refine_s", 0.0),
+                    "total_s": timer.timings["total_s"]},
+        "loss_curve": curve,
+    }
+    if isinstance(result, ssmsr.SSMSRResult):
+        report["scale_losses"] = result.scale_losses
+    outputs = _write_outputs(outdir, inputs, field_mm, jac, report, opts.figure, m_np, f_np, field, u0)
+    report["outputs"] = {k: str(v) for k, v in outputs.items()}
+    stages.update("write", 1.0, "Done")
+    progress.done(outputs, str(outputs["report"]))
+    return report
+
+
+def _write_outputs(outdir: Path, inputs: Inputs, field_mm: Volume, jac: np.ndarray, report: dict, figure: bool,
+                   m_np, f_np, field, u0) -> dict:
+    """Write every output into a hidden temporary sibling folder, then move them into ``outdir``."""
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-partial-", dir=outdir.parent))
+    try:
+        names = {"displacement": "displacement.nii.gz", "warped": "warped.nii.gz", "jacobian": "jacobian.nii.gz"}
+        field_mm.write(tmp / names["displacement"])
+        apply_field(inputs.moving, field_mm, "linear").write(tmp / names["warped"])
+        inputs.fixed.with_array(jac).write(tmp / names["jacobian"])
+        if inputs.moving_labels is not None:
+            names["warped_labels"] = "warped_labels.nii.gz"
+            apply_field(inputs.moving_labels, field_mm, "nearest").write(tmp / names["warped_labels"])
+        if figure:
+            from ..core.figures import registration_figure
+
+            names["figure"] = "figure.png"
+            registration_figure(tmp / names["figure"], f_np, m_np, field, u0, jac, report)
+        names["report"] = "report.json"
+        report = dict(report, outputs={k: str(outdir / v) for k, v in names.items()})
+        write_report(tmp / names["report"], report)
+        outdir.mkdir(parents=True, exist_ok=True)
+        for name in names.values():
+            (tmp / name).replace(outdir / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {k: outdir / v for k, v in names.items()}

@@ -1,0 +1,119 @@
+"""SSMSR: multi-scale test-time training of a U-Net per scale, residual fields composed coarse to fine.
+
+At each scale ``s`` (pyramid level, coarsest first) a U-Net sees the fixed image and the moving
+image warped by the upsampled coarser field ``U(phi^{s/2})`` and predicts a residual ``r^s``;
+the field of the scale is::
+
+    phi^s(p) = U(phi^{s/2})(p) + r^s(p + U(phi^{s/2})(p))      (core.warp.compose(U(phi), r))
+
+where ``U`` is x2 trilinear upsampling that also scales the vectors (core.warp.resize_field).
+The network is trained on this one pair only (test-time training) with the Reg-TTR loss
+(local NCC + ``ssim_weight`` (1 - SSIM) + lambda * smoothness of ``phi^s``), Adam, for at most
+``steps`` steps per scale, stopping after ``patience`` steps without improvement and keeping the
+best field.  Each scale's network starts from the previous scale's weights.  Fields are voxels of
+the level's grid (engine convention).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+
+from ..core.losses import LocalSimilarity, smoothness
+from ..core.pyramid import auto_levels, build_pyramid
+from ..core.warp import compose, identity_grid, resize_field, warp
+from .networks import UNet3D, autocast_context
+
+
+@dataclasses.dataclass
+class SSMSRConfig:
+    steps: int = 150              # maximum training steps per scale
+    lr: float = 2e-3
+    smoothness: float = 1.0
+    ssim_weight: float = 2.0
+    ncc_windows: tuple = (5, 9)
+    ssim_window: int = 5
+    levels: int | None = None     # None: automatic pyramid depth
+    finest_level: int = 0         # 0: the last scale is full resolution
+    patience: int = 10
+    min_delta: float = 1e-4
+    features: tuple = (16, 32, 32, 32)
+
+
+@dataclasses.dataclass
+class SSMSRResult:
+    field: torch.Tensor           # (1, 3, D, H, W) voxels at full resolution
+    loss_curve: list[dict]
+    scale_losses: list[dict]      # best loss and similarity per scale, coarse to fine
+    steps: int
+    network: torch.nn.Module
+
+
+def register(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None = None,
+             config: SSMSRConfig | None = None,
+             callback: Callable[[float, str, float], None] | None = None) -> SSMSRResult:
+    """Multi-scale TTT of a U-Net on one pair; ``fixed``/``moving`` (1, 1, D, H, W) in [0, 1].
+
+    ``init`` (optional voxel field at full resolution) seeds the coarsest scale's ``phi``.
+    """
+    cfg = config or SSMSRConfig()
+    device = fixed.device
+    shape = tuple(fixed.shape[2:])
+    levels = cfg.levels or auto_levels(shape)
+    finest = min(cfg.finest_level, levels - 1)
+    fixed_pyr = build_pyramid(fixed.float(), levels)
+    moving_pyr = build_pyramid(moving.float(), levels)
+    net = UNet3D(in_channels=2, out_channels=3, features=cfg.features).to(device)
+    net = net.to(memory_format=torch.channels_last_3d)
+    phi = init.detach().float() if init is not None else None
+    curve: list[dict] = []
+    scales: list[dict] = []
+    total = 0
+    n_scales = levels - finest
+    for index, level in enumerate(reversed(range(finest, levels))):
+        f, m = fixed_pyr[level], moving_pyr[level]
+        lshape = tuple(f.shape[2:])
+        up = resize_field(phi, lshape) if phi is not None else torch.zeros((1, 3) + lshape, device=device)
+        base = identity_grid(lshape, device)
+        m_up = warp(m, up, base=base)
+        net_in = torch.cat([f, m_up], 1).contiguous(memory_format=torch.channels_last_3d)
+        sim = LocalSimilarity(f, cfg.ncc_windows, cfg.ssim_window)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+        best = {"loss": float("inf"), "field": up, "state": None}
+        stale = 0
+        stage = f"SSMSR scale {index + 1}/{n_scales} {'x'.join(map(str, lshape))}"
+        for step in range(cfg.steps):
+            opt.zero_grad(set_to_none=True)
+            with autocast_context(device):
+                r = net(net_in)
+            r = r.float().contiguous()
+            field = compose(up, r)
+            sims = sim(warp(m, field, base=base))
+            loss = (1 - sims["ncc"]) + cfg.ssim_weight * (1 - sims["ssim"]) + cfg.smoothness * smoothness(field)
+            value = float(loss.detach())
+            if not torch.isfinite(loss):
+                break
+            curve.append({"iteration": total, "level": index + 1, "loss": value,
+                          "ncc": float(sims["ncc"].detach()), "ssim": float(sims["ssim"].detach())})
+            total += 1
+            if value < best["loss"] - cfg.min_delta * abs(best["loss"]) or best["state"] is None:
+                best = {"loss": value, "field": field.detach().clone(), "ncc": float(sims["ncc"]), "ssim": float(sims["ssim"]),
+                        "state": {k: t.detach().clone() for k, t in net.state_dict().items()}}
+                stale = 0
+            else:
+                stale += 1
+                if stale >= cfg.patience:
+                    break
+            if callback is not None:
+                callback((index + (step + 1) / cfg.steps) / n_scales, stage, value)
+            loss.backward()
+            opt.step()
+        if best["state"] is not None:
+            net.load_state_dict(best["state"])
+        phi = best["field"]
+        scales.append({"scale": index + 1, "shape": list(lshape), "loss": best["loss"],
+                       "ncc": best.get("ncc"), "ssim": best.get("ssim")})
+    if callback is not None:
+        callback(1.0, "SSMSR done", scales[-1]["loss"])
+    return SSMSRResult(field=resize_field(phi, shape), loss_curve=curve, scale_losses=scales, steps=total, network=net)
