@@ -81,6 +81,7 @@ class RefineRegistrationParameterNode:
     fixedSegmentation, movingSegmentation - optional, segments matched by name.
     method - Reg-TTR, SSMSR or predictor only.
     overrideDefaults - if False the engine's defaults are used for iterations, learning rate, smoothness.
+    modality - intensity normalisation: mri (percentiles), ct (soft-tissue window) or none.
     device - auto (CUDA when available), cpu or cuda.
     """
 
@@ -94,6 +95,7 @@ class RefineRegistrationParameterNode:
     iterations: Annotated[int, WithinRange(1, 10000)] = 60
     learningRate: Annotated[float, WithinRange(0.0001, 10.0), Decimals(4)] = 0.25
     smoothness: Annotated[float, WithinRange(0.0, 1000.0), Decimals(3)] = 1.0
+    modality: Annotated[str, Choice(["mri", "ct", "none"])] = "mri"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
 
 
@@ -268,6 +270,7 @@ class RefineRegistrationLogic(ScriptedLoadableModuleLogic):
             iterations=parameterNode.iterations if override else None,
             learning_rate=parameterNode.learningRate if override else None,
             smoothness=parameterNode.smoothness if override else None,
+            modality=parameterNode.modality,
             device=parameterNode.device,
         )
 
@@ -292,7 +295,7 @@ class RefineRegistrationLogic(ScriptedLoadableModuleLogic):
                                on_progress=on_progress, on_log=on_log, on_finished=on_finished)
 
     def run(self, fixedVolume, movingVolume, initialTransform=None, fixedSegmentation=None, movingSegmentation=None,
-            method="regttr", iterations=None, learningRate=None, smoothness=None, device="auto",
+            method="regttr", iterations=None, learningRate=None, smoothness=None, modality="mri", device="auto",
             showResult=True, log=logging.info, timeout=None):
         """Blocking run for Python scripts; returns ``RegistrationOutputs`` (raises on failure)."""
         from TTTMedicalLib.registration import RegistrationInputs, RegistrationJob, RegistrationSettings
@@ -300,7 +303,7 @@ class RefineRegistrationLogic(ScriptedLoadableModuleLogic):
         job = RegistrationJob(
             RegistrationInputs(fixedVolume, movingVolume, initialTransform, fixedSegmentation, movingSegmentation),
             RegistrationSettings(method=method, iterations=iterations, learning_rate=learningRate,
-                                 smoothness=smoothness, device=device),
+                                 smoothness=smoothness, modality=modality, device=device),
             scene=slicer.mrmlScene, temp_root=slicer.app.temporaryPath, on_log=log)
         outputs = job.run_blocking(timeout)
         if showResult:

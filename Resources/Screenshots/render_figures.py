@@ -78,7 +78,7 @@ EXAMPLE = {
     "fixedVolumeSelector": "CT abdomen (fixed)", "movingVolumeSelector": "CT abdomen follow-up",
     "initialTransformSelector": "Elastix B-spline", "fixedSegmentationSelector": "organs (fixed)",
     "movingSegmentationSelector": "organs (follow-up)", "methodComboBox": "Reg-TTR (refine the field)",
-    "iterationsSpinBox": "60", "learningRateSpinBox": "0.2500", "smoothnessSpinBox": "1.000", "deviceComboBox": "auto",
+    "iterationsSpinBox": "60", "learningRateSpinBox": "0.2500", "smoothnessSpinBox": "1.000", "modalityComboBox": "ct", "deviceComboBox": "auto",
 }
 
 

@@ -46,6 +46,7 @@ from .scene import (create_output_folder, get_scene, node_ids, place_in_folder, 
 
 METHODS = ("regttr", "ssmsr", "predict")
 DEVICES = ("auto", "cpu", "cuda")
+MODALITIES = ("mri", "ct", "none")
 OUTPUT_FILES = {
     "displacement": "displacement.nii.gz",
     "warped": "warped.nii.gz",
@@ -61,18 +62,23 @@ def _name(node) -> str:
 
 @dataclasses.dataclass
 class RegistrationSettings:
-    """Engine options; ``None`` leaves the engine's default for the chosen method."""
+    """Engine options; ``None`` leaves the engine's default for the chosen method (and for whether an
+    initial transform is given).  ``modality`` picks the intensity normalisation: ``mri``
+    (0.5-99.5 percentiles), ``ct`` (soft-tissue window) or ``none``."""
 
     method: str = "regttr"
     iterations: int | None = None
     learning_rate: float | None = None
     smoothness: float | None = None
+    modality: str = "mri"
     device: str = "auto"
     seed: int | None = 0
 
     def validate(self) -> None:
         if self.method not in METHODS:
             raise InputError(f"Unknown method '{self.method}'; use one of {', '.join(METHODS)}.")
+        if self.modality not in MODALITIES:
+            raise InputError(f"Unknown intensity normalisation '{self.modality}'; use one of {', '.join(MODALITIES)}.")
         if self.device not in DEVICES:
             raise InputError(f"Unknown device '{self.device}'; use one of {', '.join(DEVICES)}.")
         if self.iterations is not None and self.iterations < 1:
@@ -83,7 +89,7 @@ class RegistrationSettings:
             raise InputError(f"The smoothness weight cannot be negative (got {self.smoothness}).")
 
     def arguments(self) -> list[str]:
-        args = ["--method", self.method, "--device", self.device]
+        args = ["--method", self.method, "--modality", self.modality, "--device", self.device]
         if self.iterations is not None:
             args += ["--iterations", str(int(self.iterations))]
         if self.learning_rate is not None:

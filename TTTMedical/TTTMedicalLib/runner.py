@@ -27,6 +27,7 @@ import dataclasses
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -75,8 +76,8 @@ class RunResult:
             return "The engine exited without reporting its outputs."
         tail = [line.strip() for line in self.stderr_tail if line.strip()]
         detail = tail[-1] if tail else "no message"
-        if self.returncode == 2:  # bad input: the engine's own sentence, as the command line prints it
-            return detail[len("error: "):] if detail.startswith("error: ") else detail
+        if self.returncode == 2:  # bad input: the engine's own sentence ("tttmedical: error: <sentence>" on stderr)
+            return re.sub(r"^(tttmedical: )?error: ", "", detail)
         return f"The engine failed with exit status {self.returncode}: {detail}"
 
     def raise_for_status(self) -> None:

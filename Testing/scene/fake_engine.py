@@ -43,6 +43,7 @@ def parse(argv):
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--lr", type=float)
     parser.add_argument("--smoothness", type=float)
+    parser.add_argument("--modality", default="mri")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--progress", default="bar")

@@ -94,11 +94,12 @@ def test_parameter_names_match_fields_and_widget_classes():
 
 def test_module_choices_match_the_scene_layer():
     sys.path.insert(0, str(MODULE_DIR))
-    from TTTMedicalLib.registration import DEVICES, METHODS
+    from TTTMedicalLib.registration import DEVICES, METHODS, MODALITIES
 
     source = MODULE.read_text()
     assert set(re.findall(r'^\s+[A-Z]+ = "(\w+)"$', source, re.M)) == set(METHODS)
     assert re.search(r'Choice\(\["auto", "cpu", "cuda"\]\)', source) and DEVICES == ("auto", "cpu", "cuda")
+    assert re.search(r'Choice\(\["mri", "ct", "none"\]\)', source) and MODALITIES == ("mri", "ct", "none")
 
 
 def test_module_defines_the_scripted_module_classes():

@@ -76,7 +76,7 @@ def test_exit_2_is_an_input_error_with_the_engines_sentence():
 
 
 def test_exit_2_without_event_uses_the_last_stderr_line():
-    _, result, _ = run_fake(FakeProcess([], ["", "The moving image is empty; check it."], 2))
+    _, result, _ = run_fake(FakeProcess([], ["", "tttmedical: error: The moving image is empty; check it."], 2))
     with pytest.raises(InputError, match=r"^The moving image is empty; check it\.$"):
         result.raise_for_status()
 
