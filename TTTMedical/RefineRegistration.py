@@ -357,7 +357,7 @@ class RefineRegistrationTest(ScriptedLoadableModuleTest):
         movingBefore = slicer.util.arrayFromVolume(moving).copy()
 
         self.delayDisplay("Refining (Reg-TTR)")
-        outputs = RefineRegistrationLogic().run(fixed, moving, method="regttr", iterations=40, showResult=False,
+        outputs = RefineRegistrationLogic().run(fixed, moving, method="regttr", iterations=20, showResult=False,
                                                 timeout=600)
 
         metrics = outputs.report["metrics"]
