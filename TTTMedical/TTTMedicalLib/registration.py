@@ -185,8 +185,8 @@ def prepare_inputs(inputs: RegistrationInputs, folder: Path, scene=None) -> tupl
     scene = get_scene(scene, inputs.fixed)
     fixed = volumes_lib.volume_from_node(inputs.fixed, "fixed volume", world=True)
     moving = volumes_lib.volume_from_node(inputs.moving, "moving volume", world=False)
-    fixed.validate("fixed volume")
-    moving.validate("moving volume")
+    fixed.validate(f"fixed volume '{_name(inputs.fixed)}'")
+    moving.validate(f"moving volume '{_name(inputs.moving)}'")
     fixed_path = fixed.write(folder / "fixed.nrrd", compress=False)
     moving_path = moving.write(folder / "moving.nrrd", compress=False)
     args = ["register", str(fixed_path), str(moving_path), "-o", str(folder / "output")]

@@ -41,6 +41,7 @@ from tttmedical.core.errors import CancelledError, InputError
 
 ENGINE_MODULE = "tttmedical"
 _suppress = contextlib.suppress
+PIPE_GRACE_S = 2.0  # how long to keep reading output after the engine process has exited
 _CREATE_NO_WINDOW = 0x08000000
 
 
@@ -212,6 +213,7 @@ class EngineRunner:
         self._done_event: dict | None = None
         self._error_message: str | None = None
         self._stderr_tail: collections.deque = collections.deque(maxlen=50)
+        self._exited_at: float | None = None
 
     # -------------------------------------------------------------- lifecycle
     @property
@@ -242,10 +244,17 @@ class EngineRunner:
         if self.result is not None:
             return False
         self._drain()
-        if self.process.poll() is None or any(t.is_alive() for t in self._threads):
+        if self.process.poll() is None:
             return True
+        if any(t.is_alive() for t in self._threads):
+            # The engine has exited; its pipes close once the readers reach the end.  A leftover
+            # grandchild could hold a pipe open forever, so stop waiting after a grace period.
+            if self._exited_at is None:
+                self._exited_at = time.monotonic()
+            if time.monotonic() - self._exited_at < PIPE_GRACE_S:
+                return True
         for thread in self._threads:
-            thread.join()
+            thread.join(timeout=0.1)
         self._drain()
         self.result = RunResult(
             returncode=self.process.poll(),
@@ -256,9 +265,9 @@ class EngineRunner:
             stderr_tail=list(self._stderr_tail),
             done=self._done_event is not None,
         )
-        for stream in (self.process.stdout, self.process.stderr):
+        for thread, stream in zip(self._threads, (self.process.stdout, self.process.stderr)):
             close = getattr(stream, "close", None)
-            if close is not None:
+            if close is not None and not thread.is_alive():
                 close()
         if self.on_finished:
             self.on_finished(self.result)

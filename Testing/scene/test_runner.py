@@ -152,3 +152,17 @@ def test_cancel_kills_the_whole_process_tree(tmp_path, monkeypatch, fake_engine_
     while (alive(engine_pid) or alive(grandchild_pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not alive(engine_pid) and not alive(grandchild_pid)
+
+
+def test_a_pipe_held_open_after_exit_does_not_hang_the_run(monkeypatch):
+    monkeypatch.setattr(runner_lib, "PIPE_GRACE_S", 0.3)
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, (ev(event="done", outputs={}, report=None) + "\n").encode())
+    process = FakeProcess([], [], 0)
+    process.stdout = os.fdopen(read_fd, "r")  # the write end stays open, as if a grandchild held it
+    try:
+        t0 = time.monotonic()
+        result = EngineRunner(["x"], process_factory=lambda c, e, w=None: process).start().wait(timeout=10)
+        assert result.success and 0.25 < time.monotonic() - t0 < 5
+    finally:
+        os.close(write_fd)
