@@ -12,6 +12,10 @@ Speed on CPU: bf16 autocast *together with* ``channels_last_3d`` gives 3-4x for 
 (either alone gives little).  With ``fast=True`` (default) the module keeps its weights in
 ``channels_last_3d``, feeds channels-last inputs and runs under :func:`autocast_context`; the
 output is always float32 and contiguous.
+
+Tiny grids (fewer than :data:`TINY_VOXELS` voxels, e.g. the bottleneck of a 48^3 input) run in
+float32 with the default layout: oneDNN's bf16 channels-last weight gradient occasionally returns
+NaN there (seen with torch 2.13 CPU at a 2x3x3 bottleneck), and those levels cost nothing anyway.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ import contextlib
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+TINY_VOXELS = 512
 
 
 def autocast_context(device: torch.device | str, enabled: bool = True):
@@ -90,16 +96,22 @@ class UNet3D(nn.Module):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
                 "features": list(self.features), "final_features": list(self.final_features)}
 
+    def _block(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if not (self.fast and torch.is_autocast_enabled(x.device.type)) or x.shape[2:].numel() >= TINY_VOXELS:
+            return block(x)
+        with torch.autocast(x.device.type, enabled=False):  # see TINY_VOXELS
+            return block(x.float().contiguous())
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         for block in self.encoder:
-            x = block(x)
+            x = self._block(block, x)
             skips.append(x)
             x = F.max_pool3d(x, 2)
-        x = self.bottleneck(x)
+        x = self._block(self.bottleneck, x)
         for block, skip in zip(self.decoder, reversed(skips)):
             x = F.interpolate(x, scale_factor=2, mode="nearest")
-            x = block(torch.cat([x, skip], 1))
+            x = self._block(block, torch.cat([x.to(skip.dtype), skip], 1))
         for block in self.final:
             x = block(x)
         return self.flow(x)
