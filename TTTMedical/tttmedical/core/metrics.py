@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .losses import local_ncc_map, ssim_map
+from .losses import pair_stats, ssim_map
 
 
 def _labels(a: np.ndarray, b: np.ndarray, labels=None) -> list[int]:
@@ -102,9 +102,17 @@ def _as_tensor(a: np.ndarray) -> torch.Tensor:
 
 
 @torch.no_grad()
-def ncc_local(a: np.ndarray, b: np.ndarray, window: int = 9) -> float:
-    """Mean signed local correlation over ``window``^3 boxes."""
-    return float(local_ncc_map(_as_tensor(a), _as_tensor(b), window).mean())
+def ncc_local(a: np.ndarray, b: np.ndarray, window: int = 9, min_var: float = 1e-6) -> float:
+    """Mean signed local correlation over ``window``^3 boxes, over voxels where both images vary.
+
+    Flat regions (local variance <= ``min_var`` in either image, e.g. air) have no defined
+    correlation and are left out, so the value describes the anatomy, not the background.
+    """
+    _, _, var_a, var_b, cov = pair_stats(_as_tensor(a), _as_tensor(b), window)
+    valid = (var_a > min_var) & (var_b > min_var)
+    if not bool(valid.any()):
+        return float("nan")
+    return float((cov / torch.sqrt(var_a * var_b).clamp_min(1e-12))[valid].mean())
 
 
 @torch.no_grad()

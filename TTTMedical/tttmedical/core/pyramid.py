@@ -32,7 +32,7 @@ def build_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
     return out
 
 
-def auto_levels(shape: tuple[int, int, int], min_size: int = 24, max_levels: int = 4) -> int:
+def auto_levels(shape: tuple[int, int, int], min_size: int = 16, max_levels: int = 4) -> int:
     """Number of levels so that the coarsest grid keeps at least ``min_size`` voxels on its shortest axis."""
     levels = 1
     while levels < max_levels and min(level_shape(shape, levels)) >= min_size:

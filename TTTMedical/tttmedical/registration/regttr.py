@@ -25,7 +25,8 @@ from ..core.warp import identity_grid, resize_field, warp
 
 @dataclasses.dataclass
 class RegTTRConfig:
-    iterations: int = 60          # maximum iterations per pyramid level
+    iterations: int = 20          # maximum iterations at the finest level; each coarser level
+                                  # (8x cheaper per iteration) may use 2x more than the next finer
     lr: float = 0.25              # Adam step, voxels of the current level
     smoothness: float = 1.0       # lambda, weight of the diffusion regulariser
     ssim_weight: float = 2.0
@@ -34,11 +35,12 @@ class RegTTRConfig:
     ssim_window: int = 5
     levels: int | None = None     # None: automatic (coarsest level >= 24 voxels per axis)
     finest_level: int = 0         # 0 optimises at full resolution; 1 stops at half and upsamples
-    fine_iterations: int | None = None  # cap on iterations at full resolution (None: `iterations`)
     field_level: int = 0          # the optimised field lives on this pyramid level (>= 1: coarser
                                   # control grid, trilinearly upsampled to the image level; faster)
     field_smoothing: int = 3      # box width applied to the optimised field before warping (0/1: off)
-    patience: int = 3             # non-improving iterations before a level stops
+    patience: int = 3             # non-improving iterations before the finest level stops
+    coarse_patience: int = 8      # same for coarser levels (cheap; Adam overshoots early on)
+    lr_decay: float = 0.7         # learning-rate factor after each non-improving iteration
     min_delta: float = 1e-4       # relative improvement that counts as progress
     grad_clip: float = 10.0
 
@@ -84,7 +86,7 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
     finest = min(cfg.finest_level, levels - 1)
     for level in reversed(range(finest, levels)):
         f, m = fixed_pyr[level], moving_pyr[level]
-        max_it = cfg.fine_iterations if (level == 0 and cfg.fine_iterations is not None) else cfg.iterations
+        max_it = cfg.iterations * 2 ** (level - finest)
         lshape = tuple(f.shape[2:])
         vshape = level_shape(shape, max(level, cfg.field_level))
         start = resize_field(u, vshape) if u is not None else torch.zeros((1, 3) + vshape, device=f.device)
@@ -112,8 +114,8 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
             else:
                 stale += 1
                 for group in opt.param_groups:
-                    group["lr"] *= 0.5
-                if stale >= cfg.patience:
+                    group["lr"] *= cfg.lr_decay
+                if stale >= (cfg.patience if level == finest else cfg.coarse_patience):
                     break
             if callback is not None:
                 done = (levels - 1 - level + (it + 1) / (max_it + 1)) / (levels - finest)

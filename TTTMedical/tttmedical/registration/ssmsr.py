@@ -46,6 +46,7 @@ class SSMSRResult:
     field: torch.Tensor           # (1, 3, D, H, W) voxels at full resolution
     loss_curve: list[dict]
     scale_losses: list[dict]      # best loss and similarity per scale, coarse to fine
+    scale_fields: list[torch.Tensor]  # best field of each scale on its own grid, coarse to fine
     steps: int
     network: torch.nn.Module
 
@@ -69,6 +70,7 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | Non
     phi = init.detach().float() if init is not None else None
     curve: list[dict] = []
     scales: list[dict] = []
+    fields: list[torch.Tensor] = []
     total = 0
     n_scales = levels - finest
     for index, level in enumerate(reversed(range(finest, levels))):
@@ -98,7 +100,7 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | Non
                           "ncc": float(sims["ncc"].detach()), "ssim": float(sims["ssim"].detach())})
             total += 1
             if value < best["loss"] - cfg.min_delta * abs(best["loss"]) or best["state"] is None:
-                best = {"loss": value, "field": field.detach().clone(), "ncc": float(sims["ncc"]), "ssim": float(sims["ssim"]),
+                best = {"loss": value, "field": field.detach().clone(), "ncc": float(sims["ncc"].detach()), "ssim": float(sims["ssim"].detach()),
                         "state": {k: t.detach().clone() for k, t in net.state_dict().items()}}
                 stale = 0
             else:
@@ -112,8 +114,9 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | Non
         if best["state"] is not None:
             net.load_state_dict(best["state"])
         phi = best["field"]
+        fields.append(phi)
         scales.append({"scale": index + 1, "shape": list(lshape), "loss": best["loss"],
                        "ncc": best.get("ncc"), "ssim": best.get("ssim")})
     if callback is not None:
         callback(1.0, "SSMSR done", scales[-1]["loss"])
-    return SSMSRResult(field=resize_field(phi, shape), loss_curve=curve, scale_losses=scales, steps=total, network=net)
+    return SSMSRResult(field=resize_field(phi, shape), loss_curve=curve, scale_losses=scales, scale_fields=fields, steps=total, network=net)
