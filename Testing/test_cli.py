@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import is_one_sentence
+from engine_helpers import is_one_sentence
 from tttmedical.core.volume import Volume
 
 CMD = [sys.executable, "-m", "tttmedical"]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import is_one_sentence, rotation
+from engine_helpers import is_one_sentence, rotation
 from tttmedical.core.errors import InputError
 from tttmedical.core.volume import Volume, normalize, resample_spacing, resample_to
 

@@ -3,7 +3,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from conftest import rotation
+from engine_helpers import rotation
 from tttmedical.core.volume import Volume
 from tttmedical.core.warp import (compose, field_volume, jacobian_determinant, linear_to_voxel_field,
                                   mm_to_voxels, resize_field, voxels_to_mm, warp)

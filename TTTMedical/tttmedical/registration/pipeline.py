@@ -210,7 +210,6 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
     if isinstance(result, ssmsr.SSMSRResult):
         report["scale_losses"] = result.scale_losses
     outputs = _write_outputs(outdir, inputs, field_mm, jac, report, opts.figure, m_np, f_np, field, u0)
-    report["outputs"] = {k: str(v) for k, v in outputs.items()}
     stages.update("write", 1.0, "Done")
     progress.done(outputs, str(outputs["report"]))
     return report
@@ -218,7 +217,10 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
 
 def _write_outputs(outdir: Path, inputs: Inputs, field_mm: Volume, jac: np.ndarray, report: dict, figure: bool,
                    m_np, f_np, field, u0) -> dict:
-    """Write every output into a hidden temporary sibling folder, then move them into ``outdir``."""
+    """Write every output into a hidden temporary sibling folder, then move them into ``outdir``.
+
+    ``report["outputs"]`` is set to the final paths before the report is written.
+    """
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-partial-", dir=outdir.parent))
     try:
@@ -235,7 +237,7 @@ def _write_outputs(outdir: Path, inputs: Inputs, field_mm: Volume, jac: np.ndarr
             names["figure"] = "figure.png"
             registration_figure(tmp / names["figure"], f_np, m_np, field, u0, jac, report)
         names["report"] = "report.json"
-        report = dict(report, outputs={k: str(outdir / v) for k, v in names.items()})
+        report["outputs"] = {k: str(outdir / v) for k, v in names.items()}
         write_report(tmp / names["report"], report)
         outdir.mkdir(parents=True, exist_ok=True)
         for name in names.values():
