@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-
-torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="session")

@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr_sub = tr.add_subparsers(dest="task", metavar="TASK", required=True)
     trr = tr_sub.add_parser("register", help="train the registration predictor (VoxelMorph-style U-Net)")
     trr.add_argument("-o", "--output", required=True, help="folder for weights, model card and training report")
-    trr.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
+    trr.add_argument("--steps", type=int, default=4500, help="training steps (default 4500, as the bundled weights)")
     _add_common(trr)
     return parser
 

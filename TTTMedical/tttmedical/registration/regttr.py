@@ -100,9 +100,12 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
         stage = f"Reg-TTR level {levels - level}/{levels} {'x'.join(map(str, lshape))}"
         for it in range(max_it + 1):
             opt.zero_grad(set_to_none=True)
-            field = resize_field(_smooth_field(v, cfg.field_smoothing), lshape)
+            control = _smooth_field(v, cfg.field_smoothing)
+            field = resize_field(control, lshape)
             sims = sim(warp(m, field, base=base))
-            loss = (1 - sims["ncc"]) + cfg.ssim_weight * (1 - sims["ssim"]) + cfg.smoothness * smoothness(field, cfg.penalty)
+            # the regulariser acts on the optimised (control) field: its differences per control
+            # voxel are the field's derivatives, whatever the control grid's resolution
+            loss = (1 - sims["ncc"]) + cfg.ssim_weight * (1 - sims["ssim"]) + cfg.smoothness * smoothness(control, cfg.penalty)
             value = float(loss.detach())
             if not torch.isfinite(loss):
                 break
