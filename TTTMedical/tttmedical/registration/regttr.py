@@ -1,12 +1,16 @@
 """Reg-TTR: test-time refinement of a displacement field by direct optimisation.
 
-The variable is the displacement field itself (voxels of the fixed grid, engine convention of
-:mod:`tttmedical.core.warp`).  Loss, all on intensities in [0, 1]::
+The variable is the field itself (voxels of the fixed grid, engine convention of
+:mod:`tttmedical.core.warp`), held on a control grid (``field_level``; 0 = every voxel) and
+box-smoothed.  Refining an initial field optimises the displacement directly (the paper's
+setting); from identity the variable is a stationary velocity whose scaling-and-squaring
+exponential is the displacement (``diffeomorphic``), which keeps the map folding-free.
+Loss, all on intensities in [0, 1]::
 
     L(u) = (1 - NCC_local(f, m o (id + u))) + ssim_weight * (1 - SSIM(f, m o (id + u))) + lambda * smooth(u)
 
 with multi-window squared local NCC and box-window SSIM sharing one set of local statistics.
-Adam with gradient-norm clipping; the learning rate halves after a non-improving iteration and a
+Adam with gradient-norm clipping; the learning rate decays after a non-improving iteration and a
 level stops after ``patience`` non-improving iterations; the *best* iterate is kept, never the one
 after it.  From identity the optimisation runs coarse to fine over an image pyramid; from a good
 initial field a single full-resolution level of ~10 iterations is the intended use.
@@ -20,7 +24,7 @@ import torch
 
 from ..core.losses import LocalSimilarity, box_mean, smoothness
 from ..core.pyramid import auto_levels, build_pyramid, level_shape
-from ..core.warp import identity_grid, resize_field, warp
+from ..core.warp import compose, identity_grid, resize_field, warp
 
 
 @dataclasses.dataclass
@@ -44,11 +48,15 @@ class RegTTRConfig:
     lr_decay: float = 0.7         # learning-rate factor after each non-improving iteration
     min_delta: float = 1e-4       # relative improvement that counts as progress
     grad_clip: float = 10.0
+    diffeomorphic: bool = True    # from identity: optimise a stationary velocity, displacement =
+                                  # exp(velocity) by scaling and squaring (no folding); an initial
+                                  # field is always refined directly (it is not a velocity)
+    squaring_steps: int = 6
 
     @classmethod
     def refinement(cls, **kw) -> "RegTTRConfig":
         """The paper's setting: refine a good initial field at full resolution for ~10 iterations."""
-        base = dict(iterations=10, levels=1, lr=0.1, field_level=0)
+        base = dict(iterations=10, levels=1, lr=0.1, field_level=0, diffeomorphic=False)
         base.update(kw)
         return cls(**base)
 
@@ -59,6 +67,18 @@ class RegTTRResult:
     loss_curve: list[dict]
     iterations: int
     best_loss: float
+
+
+def exp_velocity(v: torch.Tensor, steps: int = 6) -> torch.Tensor:
+    """Displacement of the flow of the stationary velocity ``v`` at time 1 (scaling and squaring).
+
+    ``u = v / 2^steps``, then ``u <- u + u o (id + u)`` ``steps`` times (core.warp.compose), in the
+    voxels of ``v``'s grid.  Smooth small velocities give folding-free (diffeomorphic) maps.
+    """
+    u = v / (2 ** steps)
+    for _ in range(steps):
+        u = compose(u, u)
+    return u
 
 
 def _smooth_field(v: torch.Tensor, width: int) -> torch.Tensor:
@@ -80,7 +100,14 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
     levels = cfg.levels or auto_levels(shape)
     fixed_pyr = build_pyramid(fixed.float(), levels)
     moving_pyr = build_pyramid(moving.float(), levels)
-    u = init.detach().float() if init is not None else None
+    diffeomorphic = cfg.diffeomorphic and init is None
+
+    def realize(state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Optimised state -> (displacement on the control grid, smoothed state to regularise)."""
+        control = _smooth_field(state, cfg.field_smoothing)
+        return (exp_velocity(control, cfg.squaring_steps) if diffeomorphic else control), control
+
+    state = init.detach().float() if init is not None else None
     curve: list[dict] = []
     total_iterations = 0
     best_loss = float("inf")
@@ -90,7 +117,7 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
         max_it = cfg.iterations * 2 ** (level - finest)
         lshape = tuple(f.shape[2:])
         vshape = level_shape(shape, max(level, cfg.field_level))
-        start = resize_field(u, vshape) if u is not None else torch.zeros((1, 3) + vshape, device=f.device)
+        start = resize_field(state, vshape) if state is not None else torch.zeros((1, 3) + vshape, device=f.device)
         sim = LocalSimilarity(f, cfg.ncc_windows, cfg.ssim_window)
         base = identity_grid(lshape, f.device)
         v = start.clone().requires_grad_(True)
@@ -100,9 +127,8 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
         stage = f"Reg-TTR level {levels - level}/{levels} {'x'.join(map(str, lshape))}"
         for it in range(max_it + 1):
             opt.zero_grad(set_to_none=True)
-            control = _smooth_field(v, cfg.field_smoothing)
-            field = resize_field(control, lshape)
-            sims = sim(warp(m, field, base=base))
+            displacement, control = realize(v)
+            sims = sim(warp(m, resize_field(displacement, lshape), base=base))
             # the regulariser acts on the optimised (control) field: its differences per control
             # voxel are the field's derivatives, whatever the control grid's resolution
             loss = (1 - sims["ncc"]) + cfg.ssim_weight * (1 - sims["ssim"]) + cfg.smoothness * smoothness(control, cfg.penalty)
@@ -113,7 +139,7 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
                           "ncc": float(sims["ncc"].detach()), "ssim": float(sims["ssim"].detach())})
             total_iterations += 1
             if value < best[0] - cfg.min_delta * abs(best[0]) or best[0] == float("inf"):
-                best = (value, _smooth_field(v.detach(), cfg.field_smoothing).clone())
+                best = (value, v.detach().clone())
                 stale = 0
             else:
                 stale += 1
@@ -129,9 +155,10 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
             loss.backward()
             torch.nn.utils.clip_grad_norm_([v], cfg.grad_clip)
             opt.step()
-        u = best[1]
+        state = best[1]
         best_loss = best[0]
-    u = resize_field(u, shape)
+    with torch.no_grad():
+        u = resize_field(realize(state)[0], shape)
     if callback is not None:
         callback(1.0, "Reg-TTR done", best_loss)
     return RegTTRResult(field=u, loss_curve=curve, iterations=total_iterations, best_loss=best_loss)
