@@ -16,12 +16,13 @@ the level's grid (engine convention).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import torch
 
 from ..core.losses import LocalSimilarity, smoothness
-from ..core.pyramid import auto_levels, build_pyramid
+from ..core.pyramid import auto_levels, build_pyramid, level_shape
 from ..core.warp import compose, identity_grid, resize_field, warp
 from .networks import UNet3D, autocast_context
 
@@ -35,10 +36,15 @@ class SSMSRConfig:
     ncc_windows: tuple = (5, 9)
     ssim_window: int = 5
     levels: int | None = None     # None: automatic pyramid depth
-    finest_level: int = 0         # 0: the last scale is full resolution
+    finest_level: int | None = None  # last trained scale (0 = full resolution); None: the finest
+                                     # level with at most `max_train_voxels` voxels, whose field is
+                                     # then upsampled (network TTT above ~64^3 is slow on a CPU)
+    max_train_voxels: int | None = None  # None: 64^3 on a CPU, 192^3 on CUDA
     patience: int = 10
     min_delta: float = 1e-4
     features: tuple = (16, 32, 32, 32)
+    pretrained: bool = True       # start the first scale from the bundled predictor's weights
+                                  # (same architecture); False: from a near-identity random init
 
 
 @dataclasses.dataclass
@@ -62,10 +68,22 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | Non
     device = fixed.device
     shape = tuple(fixed.shape[2:])
     levels = cfg.levels or auto_levels(shape)
-    finest = min(cfg.finest_level, levels - 1)
+    if cfg.finest_level is not None:
+        finest = min(cfg.finest_level, levels - 1)
+    else:
+        budget = cfg.max_train_voxels or (192 ** 3 if device.type == "cuda" else 64 ** 3)
+        finest = next((lv for lv in range(levels) if math.prod(level_shape(shape, lv)) <= budget), levels - 1)
     fixed_pyr = build_pyramid(fixed.float(), levels)
     moving_pyr = build_pyramid(moving.float(), levels)
-    net = UNet3D(in_channels=2, out_channels=3, features=cfg.features).to(device)
+    if cfg.pretrained:
+        from .predictor import Predictor
+
+        net = Predictor.load(device=device).model
+        if tuple(net.config()["features"]) != tuple(cfg.features):
+            raise ValueError(f"SSMSR features {cfg.features} differ from the bundled predictor's; set pretrained=False")
+        net.train()
+    else:
+        net = UNet3D(in_channels=2, out_channels=3, features=cfg.features).to(device)
     net = net.to(memory_format=torch.channels_last_3d)
     phi = init.detach().float() if init is not None else None
     curve: list[dict] = []
