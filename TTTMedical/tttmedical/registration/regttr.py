@@ -51,7 +51,7 @@ class RegTTRConfig:
     diffeomorphic: bool = True    # from identity: optimise a stationary velocity, displacement =
                                   # exp(velocity) by scaling and squaring (no folding); an initial
                                   # field is always refined directly (it is not a velocity)
-    squaring_steps: int = 6
+    squaring_steps: int = 4       # 6 gave the same Dice and folding on the sample pairs, 30% slower
 
     @classmethod
     def refinement(cls, **kw) -> "RegTTRConfig":
