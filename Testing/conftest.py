@@ -1,7 +1,6 @@
 """Shared fixtures: small registration pairs generated offline (cached per session)."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 
