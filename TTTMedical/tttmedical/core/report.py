@@ -55,18 +55,19 @@ class Timer:
         return _Span()
 
 
-def _clean(value):
+def to_jsonable(value):
+    """Plain JSON types from numpy/torch/Path values; non-finite floats become null."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [to_jsonable(v) for v in value]
     if isinstance(value, (np.floating, float)):
         v = float(value)
         return v if np.isfinite(v) else None
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
+        return to_jsonable(value.tolist())
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, torch.device):
@@ -81,6 +82,6 @@ def write_report(path: str | Path, report: dict) -> Path:
     data.setdefault("versions", versions())
     data.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(_clean(data), indent=2) + "\n")
+    tmp.write_text(json.dumps(to_jsonable(data), indent=2) + "\n")
     tmp.replace(path)
     return path

@@ -44,7 +44,7 @@ from ..core.device import device_description, run_with_fallback, select_device
 from ..core.errors import InputError
 from ..core.losses import LocalSimilarity, box_mean, smoothness
 from ..core.progress import Progress
-from ..core.report import seed_everything, versions
+from ..core.report import seed_everything, to_jsonable, versions
 from ..core.warp import identity_grid, jacobian_determinant, resize_field, warp
 from .networks import UNet3D, count_parameters
 
@@ -515,7 +515,7 @@ def train_predictor(out_dir: str | Path, steps: int = 4500, seed: int = 0, devic
             },
         }
         card = {k: v for k, v in report.items() if k != "weights"}  # the card travels with the file
-        card_path(weights).write_text(json.dumps(_jsonable(card), indent=2) + "\n")
+        card_path(weights).write_text(json.dumps(to_jsonable(card), indent=2) + "\n")
         write_model_card_markdown(card, weights.with_suffix(".md"))
         progress.update(1.0, "training done", loss=result["final_loss"])
         return report
@@ -525,18 +525,6 @@ def train_predictor(out_dir: str | Path, steps: int = 4500, seed: int = 0, devic
 
 def _command_line() -> str:
     return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
 
 
 # ====================================================================== evaluation and model card
@@ -581,7 +569,7 @@ def add_evaluation_to_card(weights: str | Path, pair_dirs, note: str = "", devic
     pairs = [evaluate_pair(predictor, d) for d in pair_dirs]
     card = json.loads(card_path(weights).read_text())
     card["evaluation"] = {"note": note, "pairs": pairs, "versions": versions()}
-    card_path(weights).write_text(json.dumps(_jsonable(card), indent=2) + "\n")
+    card_path(weights).write_text(json.dumps(to_jsonable(card), indent=2) + "\n")
     write_model_card_markdown(card, weights.with_suffix(".md"))
     return card
 
