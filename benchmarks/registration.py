@@ -1,0 +1,842 @@
+#!/usr/bin/env python
+"""Registration benchmark: our engine against ANTs SyN, elastix B-spline and SimpleITK demons.
+
+One run, one process, one method at a time, on the sample pairs ``phantom-pair``, ``mni-smooth``
+and ``mni-bspline`` (written by :func:`tttmedical.data.samples.write_sample` into ``--data``).
+
+Every method gets the same two files (fixed and moving image; no pre-alignment for anyone; ANTs
+``SyN`` runs its own affine stage because that is what ``type_of_transform="SyN"`` does).  Every
+result is first turned into one dense displacement field on the fixed grid in LPS millimetres,
+ITK convention (fixed point ``p`` maps to ``p + d(p)`` in moving space):
+
+* ours: ``displacement.nii.gz`` written by :func:`tttmedical.registration.pipeline.register`;
+* ANTs: the forward transforms (warp + affine) composed by ``antsApplyTransforms`` into one
+  displacement field (``ants.apply_transforms(..., compose=prefix)``);
+* elastix: ``itk.transformix_deformation_field`` of the final transform parameters;
+* demons: the output displacement field of the finest level.
+
+The same code then scores every field: the moving label map is resampled through the field with
+nearest neighbour (:func:`tttmedical.registration.pipeline.apply_field`), Dice and HD95 come from
+:func:`tttmedical.core.metrics.label_metrics`, the Jacobian determinant from
+:func:`tttmedical.core.warp.jacobian_determinant` of the field in voxels, and on the MNI pairs the
+end-point error against ``true_displacement.nii.gz`` (same convention) is averaged inside the
+fixed brain mask.  For ANTs and elastix the labels are also warped by the tool itself
+(``nearestNeighbor``) and that Dice is stored as ``native_dice``: it must agree with ours, which
+checks the field conversion.
+
+Wall time is the registration call only, on images already in memory: ``init_s + refine_s`` of
+our report (predictor + optimisation), ``ants.registration``, ``itk.elastix_registration_method``,
+and for demons histogram matching + the pyramid.  Converting to a dense field and scoring are not
+timed.  Libraries are imported and warmed up on a tiny pair before anything is timed.
+
+Usage::
+
+    python benchmarks/registration.py                      # full run, ~4-6 min on 2 quiet cores
+    python benchmarks/registration.py --quick              # small samples, fewer iterations
+    python benchmarks/registration.py --methods regttr,syn-full --pairs mni-smooth
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PAIRS = ("phantom-pair", "mni-smooth", "mni-bspline")
+REFERENCE = "syn-full"          # the time ratio's denominator
+OURS = ("regttr", "predict", "regttr-pred", "ssmsr")
+PEERS = ("syn", "syn-full", "elastix", "demons")
+
+# key -> (label in the tables, short description for the notes)
+METHODS: dict[str, tuple[str, str]] = {
+    "identity": ("Identity (no registration)", "the moving labels resampled onto the fixed grid unchanged"),
+    "regttr": ("Reg-TTR (from identity)", "register(method='regttr'), engine defaults (at the recorded commit: coarse to fine over an image pyramid, a stationary velocity field on a half-resolution control grid, scaling and squaring; the full config is in the JSON)"),
+    "predict": ("Predictor alone", "register(method='predict'): the bundled VoxelMorph-style U-Net, one forward pass"),
+    "regttr-pred": ("Reg-TTR (from predictor)", "register(method='regttr', init='predictor'): ~10 full-resolution iterations from the predictor's field"),
+    "ssmsr": ("SSMSR", "register(method='ssmsr'), engine defaults: multi-scale test-time training of a U-Net per scale (at the recorded commit the first scale's network starts from the bundled predictor's weights)"),
+    "syn": ("ANTs SyN (defaults)", "ants.registration(type_of_transform='SyN'): affine stage + SyN, reg_iterations=(40,20,0) (never iterates at full resolution)"),
+    "syn-full": ("ANTs SyN (40,20,10)", "ants.registration(type_of_transform='SyN', reg_iterations=(40,20,10)): affine stage + SyN with a full-resolution level"),
+    "elastix": ("elastix B-spline (default map)", "itk.elastix_registration_method with GetDefaultParameterMap('bspline'): 4 levels, Mattes MI + bending energy, 256 iterations per level, 10 mm final grid; no affine stage"),
+    "demons": ("SimpleITK demons (sym. forces)", "FastSymmetricForcesDemonsRegistrationFilter after histogram matching, 3-level pyramid (shrink 4/2/1)"),
+}
+DEFAULT_METHODS = tuple(METHODS)
+
+
+# ====================================================================== settings
+@dataclasses.dataclass
+class Settings:
+    """Per-method parameters; ``quick`` trades accuracy for a fast check of the whole script."""
+
+    quick: bool = False
+    ours_iterations: int | None = None          # None: the engine's defaults
+    ssmsr_steps: int | None = None
+    syn_full_iterations: tuple = (40, 20, 10)
+    elastix_iterations: int | None = None       # None: the default map's 256 per level
+    demons_shrink: tuple = (4, 2, 1)
+    demons_sigmas_vox: tuple = (2.0, 1.0, 0.0)  # Gaussian smoothing per level, in voxels of the original grid
+    demons_iterations: tuple = (100, 50, 25)
+    demons_field_std: float = 1.5               # displacement-field smoothing (voxels of each level)
+
+    @classmethod
+    def make(cls, quick: bool) -> "Settings":
+        if not quick:
+            return cls()
+        return cls(quick=True, ours_iterations=5, ssmsr_steps=15, elastix_iterations=32, demons_iterations=(20, 10, 5))
+
+
+# ====================================================================== machine and versions
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return sorted(f for f in flags if f.startswith(("avx512f", "amx", "avx2")))
+    except OSError:
+        pass
+    return []
+
+
+def memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for dist in ("tttmedical", "torch", "numpy", "scipy", "SimpleITK", "antspyx", "itk", "itk-elastix", "nilearn", "mrphantom"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
+        out["git_commit"] = commit + ("+dirty" if dirty else "") if commit else None
+        out["git_modified"] = [line[3:] for line in dirty.splitlines()]
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = None
+    return out
+
+
+def loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+# ====================================================================== data
+@dataclasses.dataclass
+class Pair:
+    name: str
+    paths: dict
+    fixed: object            # tttmedical Volume
+    moving: object
+    fixed_labels: object
+    moving_labels: object
+    true_field: object | None  # (D, H, W, 3) LPS mm or None
+    label_names: dict
+
+
+def prepare_data(data_dir: Path, names, small: bool, seed: int, log) -> dict[str, dict]:
+    """Write (or reuse) every sample pair in ``data_dir``; return the paths by role."""
+    from tttmedical.data.samples import write_sample
+
+    out = {}
+    for name in names:
+        folder = data_dir / name
+        meta_path = folder / "sample.json"
+        reuse = False
+        if meta_path.is_file():
+            try:
+                gen = json.loads(meta_path.read_text()).get("generation", {})
+                reuse = bool(gen.get("small")) == small and int(gen.get("seed", -1)) == seed
+            except (OSError, ValueError):
+                reuse = False
+        if reuse:
+            files = json.loads(meta_path.read_text())["files"]
+            paths = {role: folder / fn for role, fn in files.items()}
+            paths["metadata"] = meta_path
+            if all(p.is_file() for p in paths.values()):
+                log(f"data: reusing {folder}")
+                out[name] = paths
+                continue
+        t0 = time.perf_counter()
+        out[name] = write_sample(name, folder, seed=seed, log=lambda s: None, small=small)
+        log(f"data: wrote {name} to {folder} in {time.perf_counter() - t0:.1f} s")
+    return out
+
+
+def load_pair(name: str, paths: dict) -> Pair:
+    import numpy as np
+    import SimpleITK as sitk
+
+    from tttmedical.registration.pipeline import read_inputs
+
+    inputs = read_inputs(paths["fixed"], paths["moving"], paths["fixed_labels"], paths["moving_labels"])
+    true = None
+    if "true_displacement" in paths:
+        true = sitk.GetArrayFromImage(sitk.ReadImage(str(paths["true_displacement"]))).astype(np.float64)
+    meta = json.loads(Path(paths["metadata"]).read_text())
+    return Pair(name, {k: str(v) for k, v in paths.items()}, inputs.fixed, inputs.moving, inputs.fixed_labels,
+                inputs.moving_labels, true, meta.get("label_names", {}))
+
+
+# ====================================================================== method runners
+@dataclasses.dataclass
+class Run:
+    field_mm: object          # numpy (D, H, W, 3) LPS mm on the fixed grid
+    wall_s: float
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+def _check_grid(image_geometry: tuple, pair: Pair, what: str) -> None:
+    """``image_geometry`` = (size_ijk, spacing, origin, direction flat) of a field image."""
+    import numpy as np
+
+    size, spacing, origin, direction = image_geometry
+    ok = (tuple(int(s) for s in size) == tuple(pair.fixed.size_ijk)
+          and np.allclose(spacing, pair.fixed.spacing, atol=1e-4)
+          and np.allclose(origin, pair.fixed.origin, atol=1e-3)
+          and np.allclose(np.reshape(direction, (3, 3)), pair.fixed.direction, atol=1e-4))
+    if not ok:
+        raise RuntimeError(f"{what}: the displacement field is not on the fixed grid ({image_geometry})")
+
+
+def _read_field(path) -> object:
+    import numpy as np
+    import SimpleITK as sitk
+
+    image = sitk.ReadImage(str(path))
+    return image, sitk.GetArrayFromImage(image).astype(np.float64)
+
+
+def run_identity(pair: Pair, settings: Settings, workdir: Path, **_) -> Run:
+    import numpy as np
+
+    return Run(np.zeros(pair.fixed.shape + (3,), np.float64), 0.0)
+
+
+def run_ours(pair: Pair, settings: Settings, workdir: Path, method: str, weights=None, **_) -> Run:
+    from tttmedical.registration.pipeline import RegisterOptions, read_inputs, register
+
+    options = {
+        "regttr": RegisterOptions(method="regttr", iterations=settings.ours_iterations),
+        "predict": RegisterOptions(method="predict", weights=weights),
+        "regttr-pred": RegisterOptions(method="regttr", init="predictor", weights=weights,
+                                       iterations=settings.ours_iterations),
+        "ssmsr": RegisterOptions(method="ssmsr", iterations=settings.ssmsr_steps),
+    }[method]
+    options.device = "cpu"
+    # Images only: the labels are scored below exactly as for the peers.
+    inputs = read_inputs(pair.paths["fixed"], pair.paths["moving"])
+    outdir = workdir / method
+    t0 = time.perf_counter()
+    report = register(inputs, outdir, options)
+    call_s = time.perf_counter() - t0
+    timings = report["timings"]
+    image, field = _read_field(outdir / "displacement.nii.gz")
+    _check_grid((image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()), pair, method)
+    extra = {"init_s": timings["init_s"], "refine_s": timings["refine_s"], "engine_total_s": timings["total_s"],
+             "call_s": call_s, "iterations": len(report.get("loss_curve") or []),
+             "config": report["parameters"].get("config"), "output_dir": str(outdir)}
+    if method in ("predict", "regttr-pred"):
+        from tttmedical.registration.predictor import default_weights_path, sha256_of
+
+        path = Path(weights) if weights else default_weights_path()
+        extra["weights"] = str(path)
+        extra["weights_sha256"] = sha256_of(path)
+    if "scale_losses" in report:
+        extra["scale_losses"] = report["scale_losses"]
+    return Run(field, timings["init_s"] + timings["refine_s"], extra)
+
+
+def run_syn(pair: Pair, settings: Settings, workdir: Path, method: str, **_) -> Run:
+    import ants
+    import numpy as np
+
+    from tttmedical.core.metrics import label_metrics
+
+    fixed = ants.image_read(pair.paths["fixed"])
+    moving = ants.image_read(pair.paths["moving"])
+    kwargs = {} if method == "syn" else {"reg_iterations": tuple(settings.syn_full_iterations)}
+    with tempfile.TemporaryDirectory(prefix="bench-ants-", dir=workdir) as tmp:
+        t0 = time.perf_counter()
+        reg = ants.registration(fixed, moving, type_of_transform="SyN", outprefix=f"{tmp}/syn_", **kwargs)
+        wall = time.perf_counter() - t0
+        transforms = list(reg["fwdtransforms"])
+        composed = ants.apply_transforms(fixed=fixed, moving=moving, transformlist=transforms, compose=f"{tmp}/comp_")
+        if not composed or not Path(composed).is_file():
+            raise RuntimeError("antsApplyTransforms did not write the composed displacement field")
+        image, field = _read_field(composed)
+        _check_grid((image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()), pair, method)
+        # Cross-check: ANTs warps the labels itself.
+        fl = ants.image_read(pair.paths["fixed_labels"])
+        ml = ants.image_read(pair.paths["moving_labels"])
+        warped = ants.apply_transforms(fixed=fl, moving=ml, transformlist=transforms, interpolator="nearestNeighbor")
+        native = np.rint(warped.numpy()).astype(np.int16).transpose(2, 1, 0)  # ANTs arrays are (i, j, k)
+        native_dice = label_metrics(pair.fixed_labels.array, native, pair.fixed.spacing)["dice"]
+    extra = {"reg_iterations": list(kwargs.get("reg_iterations", (40, 20, 0))), "type_of_transform": "SyN",
+             "transforms": [Path(t).name for t in transforms], "native_dice": native_dice}
+    return Run(field, wall, extra)
+
+
+def _elastix_params(settings: Settings):
+    import itk
+
+    params = itk.ParameterObject.New()
+    pmap = params.GetDefaultParameterMap("bspline")
+    if settings.elastix_iterations is not None:
+        pmap["MaximumNumberOfIterations"] = [str(settings.elastix_iterations)]
+    params.AddParameterMap(pmap)
+    return params
+
+
+def run_elastix(pair: Pair, settings: Settings, workdir: Path, **_) -> Run:
+    import itk
+    import numpy as np
+
+    from tttmedical.core.metrics import label_metrics
+
+    fixed = itk.imread(pair.paths["fixed"], itk.F)
+    moving = itk.imread(pair.paths["moving"], itk.F)
+    params = _elastix_params(settings)
+    t0 = time.perf_counter()
+    _, result = itk.elastix_registration_method(fixed, moving, parameter_object=params, log_to_console=False)
+    wall = time.perf_counter() - t0
+    # transformix writes deformationField.nii into its output directory (the working directory by
+    # default): keep it in a temporary folder.
+    with tempfile.TemporaryDirectory(prefix="bench-transformix-", dir=workdir) as tmp:
+        field_image = itk.transformix_deformation_field(moving, result, output_directory=tmp)
+        geometry = (tuple(field_image.GetLargestPossibleRegion().GetSize()), tuple(field_image.GetSpacing()),
+                    tuple(field_image.GetOrigin()), itk.array_from_matrix(field_image.GetDirection()).ravel())
+        _check_grid(geometry, pair, "elastix")
+        field = np.array(itk.array_from_image(field_image), dtype=np.float64)
+        # Cross-check: transformix warps the labels itself (nearest neighbour).
+        result.SetParameter(0, "ResampleInterpolator", "FinalNearestNeighborInterpolator")
+        result.SetParameter(0, "FinalBSplineInterpolationOrder", "0")
+        labels = itk.imread(pair.paths["moving_labels"], itk.F)
+        warped = itk.transformix_filter(labels, result, output_directory=tmp)
+        native = np.rint(itk.array_from_image(warped)).astype(np.int16)
+    native_dice = label_metrics(pair.fixed_labels.array, native, pair.fixed.spacing)["dice"]
+    pmap = dict(params.GetParameterMap(0))
+    extra = {"parameter_map": {k: list(v) for k, v in pmap.items()}, "native_dice": native_dice}
+    return Run(field, wall, extra)
+
+
+def _smooth_and_resample(image, shrink: int, sigma_vox: float):
+    """Gaussian smoothing (sigma in voxels of ``image``) and resampling onto a grid ``shrink`` times coarser
+    with the same extent (as in the SimpleITK demons notebook)."""
+    import SimpleITK as sitk
+
+    if sigma_vox > 0:
+        image = sitk.SmoothingRecursiveGaussian(image, [sigma_vox * s for s in image.GetSpacing()])
+    if shrink == 1:
+        return image
+    size = [max(2, int(n / shrink + 0.5)) for n in image.GetSize()]
+    spacing = [(n - 1) * s / (m - 1) for n, s, m in zip(image.GetSize(), image.GetSpacing(), size)]
+    return sitk.Resample(image, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), spacing,
+                         image.GetDirection(), 0.0, image.GetPixelID())
+
+
+def demons_register(fixed, moving, settings: Settings):
+    """Histogram matching + multi-resolution symmetric-forces demons; returns the LPS-mm field image."""
+    import SimpleITK as sitk
+
+    fixed = sitk.Cast(fixed, sitk.sitkFloat32)
+    moving = sitk.Cast(moving, sitk.sitkFloat32)
+    moving = sitk.HistogramMatching(moving, fixed, numberOfHistogramLevels=1024, numberOfMatchPoints=7,
+                                    thresholdAtMeanIntensity=True)
+    demons = sitk.FastSymmetricForcesDemonsRegistrationFilter()
+    demons.SetSmoothDisplacementField(True)
+    demons.SetStandardDeviations(settings.demons_field_std)
+    field = None
+    for shrink, sigma, iterations in zip(settings.demons_shrink, settings.demons_sigmas_vox, settings.demons_iterations):
+        f = _smooth_and_resample(fixed, shrink, sigma)
+        m = _smooth_and_resample(moving, shrink, sigma)
+        if field is None:
+            start = sitk.Image(f.GetSize(), sitk.sitkVectorFloat64, 3)
+            start.CopyInformation(f)
+        else:  # physical-mm vectors stay valid on any grid: resample them
+            start = sitk.Resample(field, f, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
+        demons.SetNumberOfIterations(int(iterations))
+        field = demons.Execute(f, m, start)
+    if field.GetSize() != fixed.GetSize():
+        field = sitk.Resample(field, fixed, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkVectorFloat64)
+    return field, demons
+
+
+def run_demons(pair: Pair, settings: Settings, workdir: Path, **_) -> Run:
+    import numpy as np
+    import SimpleITK as sitk
+
+    fixed = sitk.ReadImage(pair.paths["fixed"], sitk.sitkFloat32)
+    moving = sitk.ReadImage(pair.paths["moving"], sitk.sitkFloat32)
+    t0 = time.perf_counter()
+    field_image, demons = demons_register(fixed, moving, settings)
+    wall = time.perf_counter() - t0
+    _check_grid((field_image.GetSize(), field_image.GetSpacing(), field_image.GetOrigin(), field_image.GetDirection()), pair, "demons")
+    field = sitk.GetArrayFromImage(field_image).astype(np.float64)
+    extra = {"filter": "FastSymmetricForcesDemonsRegistrationFilter", "histogram_matching": "1024 levels, 7 match points, threshold at mean",
+             "shrink_factors": list(settings.demons_shrink), "smoothing_sigmas_voxels": list(settings.demons_sigmas_vox),
+             "iterations": list(settings.demons_iterations), "field_std_voxels": settings.demons_field_std,
+             "last_level_iterations": demons.GetElapsedIterations(), "last_level_rms_change": demons.GetRMSChange()}
+    return Run(field, wall, extra)
+
+
+RUNNERS = {"identity": run_identity, "regttr": run_ours, "predict": run_ours, "regttr-pred": run_ours, "ssmsr": run_ours,
+           "syn": run_syn, "syn-full": run_syn, "elastix": run_elastix, "demons": run_demons}
+
+
+# ====================================================================== scoring
+def score(pair: Pair, field_mm) -> dict:
+    """The same metrics for every method, from its dense LPS-mm field on the fixed grid."""
+    import numpy as np
+
+    from tttmedical.core import metrics as M
+    from tttmedical.core.warp import jacobian_determinant, mm_to_voxels
+    from tttmedical.registration.pipeline import apply_field
+
+    field_mm = np.asarray(field_mm, dtype=np.float64)
+    if field_mm.shape != pair.fixed.shape + (3,):
+        raise RuntimeError(f"field shape {field_mm.shape} does not match the fixed grid {pair.fixed.shape}")
+    if not np.all(np.isfinite(field_mm)):
+        raise RuntimeError("the displacement field has NaN or infinite values")
+    field_volume = pair.fixed.with_array(field_mm.astype(np.float32))
+    warped = apply_field(pair.moving_labels, field_volume, "nearest")
+    labels = M.label_metrics(pair.fixed_labels.array, warped.array, pair.fixed.spacing)
+    jac = jacobian_determinant(mm_to_voxels(field_mm, pair.fixed))
+    out = {"dice": labels["dice"], "hd95_mm": labels["hd95_mm"],
+           "dice_per_label": {pair.label_names.get(str(k), str(k)): v for k, v in labels["dice_per_label"].items()},
+           "hd95_mm_per_label": {pair.label_names.get(str(k), str(k)): v for k, v in labels["hd95_mm_per_label"].items()},
+           **M.sdlogj(jac), "folding_percent": M.folding_percent(jac),
+           "jacobian_min": float(jac.min()), "jacobian_max": float(jac.max())}
+    if pair.true_field is not None:
+        brain = pair.fixed_labels.array > 0
+        error = np.linalg.norm(field_mm - pair.true_field, axis=-1)[brain]
+        out["epe_mm"] = float(error.mean())
+        out["epe_p95_mm"] = float(np.percentile(error, 95))
+    return out
+
+
+# ====================================================================== warm-up
+def warm_up(methods, settings: Settings, workdir: Path, weights, log) -> None:
+    """Import every library and run each tool once on a tiny random pair so that lazy loading and
+    first-call initialisation are not charged to the first timed method."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from tttmedical.core.volume import Volume
+    from tttmedical.registration.pipeline import Inputs, RegisterOptions, register
+
+    rng = np.random.default_rng(0)
+    from scipy import ndimage
+
+    base = ndimage.gaussian_filter(rng.random((32, 32, 32)), 2.0).astype(np.float32)
+    shifted = np.roll(base, 1, axis=2)
+    tmp = Path(tempfile.mkdtemp(prefix="warmup-", dir=workdir))
+    fixed_path, moving_path = tmp / "f.nii.gz", tmp / "m.nii.gz"
+    Volume(base, (2.0, 2.0, 2.0)).write(fixed_path)
+    Volume(shifted, (2.0, 2.0, 2.0)).write(moving_path)
+    t0 = time.perf_counter()
+    if any(m in OURS for m in methods):
+        inputs = Inputs(Volume(base, (2.0, 2.0, 2.0)), Volume(shifted, (2.0, 2.0, 2.0)))
+        register(inputs, tmp / "ours", RegisterOptions(method="regttr", iterations=2, device="cpu"))
+        if any(m in ("predict", "regttr-pred") for m in methods):
+            try:
+                register(inputs, tmp / "pred", RegisterOptions(method="predict", weights=weights, device="cpu"))
+            except Exception:  # noqa: BLE001 - reported when the method itself runs
+                pass
+    if any(m in ("syn", "syn-full") for m in methods):
+        import ants
+
+        ants.registration(ants.image_read(str(fixed_path)), ants.image_read(str(moving_path)), type_of_transform="SyN",
+                          reg_iterations=(2, 0, 0), outprefix=str(tmp / "syn_"))
+    if "elastix" in methods:
+        import itk
+
+        params = itk.ParameterObject.New()
+        pmap = params.GetDefaultParameterMap("bspline")
+        pmap["MaximumNumberOfIterations"] = ["2"]
+        pmap["NumberOfResolutions"] = ["1"]
+        pmap["GridSpacingSchedule"] = ["1"]
+        params.AddParameterMap(pmap)
+        f, m = itk.imread(str(fixed_path), itk.F), itk.imread(str(moving_path), itk.F)
+        _, result = itk.elastix_registration_method(f, m, parameter_object=params, log_to_console=False)
+        itk.transformix_deformation_field(m, result, output_directory=str(tmp))
+    if "demons" in methods:
+        small = dataclasses.replace(settings, demons_iterations=(2, 2, 2))
+        demons_register(sitk.ReadImage(str(fixed_path)), sitk.ReadImage(str(moving_path)), small)
+    shutil.rmtree(tmp, ignore_errors=True)
+    log(f"warm-up done in {time.perf_counter() - t0:.1f} s")
+
+
+# ====================================================================== tables
+def _fmt_time(value) -> str:
+    if not value:
+        return "–"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _fmt_ratio(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    try:
+        import math
+
+        if math.isnan(value):
+            return "–"
+    except TypeError:
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+COLUMNS = ("Method", "Dice", "HD95 (mm)", "SDlogJ", "Fold %", "EPE (mm)", "Time (s)", "× SyN(40,20,10)")
+
+
+def _row(label: str, r: dict, with_epe: bool) -> list[str]:
+    if r.get("status") != "ok":
+        cells = [label] + [r.get("status", "failed")] + [""] * (len(COLUMNS) - 2)
+        return cells if with_epe else cells[:5] + cells[6:]
+    cells = [label, _fmt(r["dice"]), _fmt(r["hd95_mm"], 2), _fmt(r["sdlogj"]), _fmt(r["folding_percent"], 3),
+             _fmt(r.get("epe_mm"), 2), _fmt_time(r["wall_s"]), _fmt_ratio(r.get("ratio")) if r["wall_s"] else "–"]
+    return cells if with_epe else cells[:5] + cells[6:]
+
+
+def _table(header: list[str], rows: list[list[str]], numeric: bool = True) -> str:
+    align = ["---"] + (["---:"] if numeric else ["---"]) * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def pair_table(pair_name: str, results: dict) -> str:
+    with_epe = any("epe_mm" in r for r in results.values() if r.get("status") == "ok")
+    header = list(COLUMNS) if with_epe else list(COLUMNS[:5] + COLUMNS[6:])
+    rows = [_row(METHODS[k][0], r, with_epe) for k, r in results.items()]
+    return _table(header, rows)
+
+
+def summary(all_results: dict, methods) -> dict:
+    """Mean over pairs of each metric, per method (EPE: over the pairs that have a true field)."""
+    import numpy as np
+
+    out = {}
+    for key in methods:
+        rows = [res[key] for res in all_results.values() if key in res and res[key].get("status") == "ok"]
+        if not rows:
+            continue
+        entry = {"pairs": len(rows)}
+        for metric in ("dice", "hd95_mm", "sdlogj", "sdlogj_plus3", "folding_percent", "epe_mm", "wall_s", "ratio"):
+            values = [r[metric] for r in rows if r.get(metric) is not None and np.isfinite(r[metric])]
+            entry[metric] = float(np.mean(values)) if values else None
+        entry["complete"] = len(rows) == len(all_results)
+        out[key] = entry
+    return out
+
+
+def summary_table(summ: dict) -> str:
+    rows = []
+    for key, s in summ.items():
+        label = METHODS[key][0] + ("" if s["complete"] else f" ({s['pairs']} pairs)")
+        rows.append([label, _fmt(s["dice"]), _fmt(s["hd95_mm"], 2), _fmt(s["sdlogj"]), _fmt(s["folding_percent"], 3),
+                     _fmt(s["epe_mm"], 2), _fmt_time(s["wall_s"]), _fmt_ratio(s["ratio"]) if s["wall_s"] else "–"])
+    return _table(list(COLUMNS), rows)
+
+
+def goals(all_results: dict) -> list[dict]:
+    """The goals of issue 2, checked per pair."""
+    out = []
+    for pair_name, res in all_results.items():
+        ok = lambda k: k in res and res[k].get("status") == "ok"  # noqa: E731
+        if ok("regttr"):
+            peers = {k: res[k]["dice"] for k in ("syn", "syn-full", "elastix") if ok(k)}
+            if peers:
+                best = max(peers, key=peers.get)
+                out.append({"pair": pair_name, "goal": "Reg-TTR (identity) Dice >= best of SyN/elastix",
+                            "value": f"{res['regttr']['dice']:.3f} vs {peers[best]:.3f} ({METHODS[best][0]})",
+                            "delta": res["regttr"]["dice"] - peers[best], "met": res["regttr"]["dice"] >= peers[best] - 1e-3})
+            if res["regttr"].get("ratio") is not None:
+                out.append({"pair": pair_name, "goal": "Reg-TTR (identity) time <= 0.2 × SyN(40,20,10)",
+                            "value": f"{res['regttr']['ratio']:.2f} ×", "met": res["regttr"]["ratio"] <= 0.2})
+        if ok("regttr-pred"):
+            extra = res["regttr-pred"].get("extra", {})
+            init_s, refine_s = extra.get("init_s"), extra.get("refine_s")
+            if init_s:
+                within = refine_s / init_s
+                text = f"+{100 * within:.0f}% (refine {refine_s:.2f} s / predictor {init_s:.2f} s in the same run)"
+                if ok("predict") and res["predict"]["wall_s"]:
+                    across = res["regttr-pred"]["wall_s"] / res["predict"]["wall_s"] - 1.0
+                    text += f"; +{100 * across:.0f}% against the separate predictor run"
+                out.append({"pair": pair_name, "goal": "Refinement adds <= 25% to the predictor's time",
+                            "value": text, "delta": within, "met": within <= 0.25})
+            if ok("predict"):
+                out.append({"pair": pair_name, "goal": "Refinement improves the predictor's Dice",
+                            "value": f"{res['predict']['dice']:.3f} -> {res['regttr-pred']['dice']:.3f}",
+                            "met": res["regttr-pred"]["dice"] > res["predict"]["dice"]})
+    return out
+
+
+def sanity(all_results: dict) -> list[str]:
+    """Every registration must improve Dice over identity; ANTs/elastix fields must reproduce the tools' own label warps."""
+    problems = []
+    for pair_name, res in all_results.items():
+        base = res.get("identity", {}).get("dice")
+        for key, r in res.items():
+            if key == "identity" or r.get("status") != "ok":
+                continue
+            if base is not None and r["dice"] <= base:
+                problems.append(f"{pair_name}: {METHODS[key][0]} does not improve Dice over identity ({r['dice']:.3f} <= {base:.3f})")
+            native = r.get("extra", {}).get("native_dice")
+            if native is not None and abs(native - r["dice"]) > 0.01:
+                problems.append(f"{pair_name}: {METHODS[key][0]} Dice from its dense field ({r['dice']:.3f}) differs from the "
+                                f"tool's own label warp ({native:.3f}): check the field conversion")
+    return problems
+
+
+def markdown(doc: dict) -> str:
+    m = doc["machine"]
+    lines = [f"# Registration benchmark ({doc['date'][:10]}{', quick' if doc['quick'] else ''})", ""]
+    lines += [f"Machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), {m['memory_gib']} GiB; "
+              f"torch {doc['versions'].get('torch')} with {m['torch_threads']} threads, ITK/ANTs/elastix threads "
+              f"{m['itk_threads']}. Load average (1/5/15 min) at start {doc['loadavg_start']}, at end {doc['loadavg_end']}. "
+              f"Total run time {doc['total_s'] / 60:.1f} min (data {doc['data_s']:.0f} s).", ""]
+    v = doc["versions"]
+    if doc.get("git_commit_at_end") != v.get("git_commit"):
+        lines += [f"**The repository changed during the run** ({v.get('git_commit')} at start, {doc.get('git_commit_at_end')} "
+                  "at the end); the engine code was imported at the start.", ""]
+    lines += ["Versions: " + ", ".join(f"{k} {v[k]}" for k in ("tttmedical", "git_commit", "torch", "SimpleITK", "antspyx", "itk-elastix", "python") if v.get(k)), ""]
+    lines += ["## Summary (mean over pairs)", "", summary_table(doc["summary"]), ""]
+    for pair_name, res in doc["results"].items():
+        info = doc["pairs"][pair_name]
+        lines += [f"## {pair_name}", "", f"{info['description']} Grid {'×'.join(map(str, info['shape_kji'][::-1]))} (I×J×K) at "
+                  f"{'×'.join(f'{s:g}' for s in info['spacing_mm'])} mm.", "", pair_table(pair_name, res), ""]
+    if doc["goals"]:
+        lines += ["## Goals of issue 2", "", _table(["Pair", "Goal", "Value", "Met"],
+                  [[g["pair"], g["goal"], g["value"], "yes" if g["met"] else "**no**"] for g in doc["goals"]], numeric=False), ""]
+    lines += ["## Sanity checks", ""]
+    lines += [f"- {p}" for p in doc["sanity"]] or ["- Every method improves Dice over identity on every pair; the ANTs and "
+                                                  "elastix dense fields reproduce the tools' own nearest-neighbour label "
+                                                  "warps to within 0.01 Dice."]
+    lines += ["", "## Notes", ""]
+    lines += [
+        "- Every method gets the same fixed and moving files and no pre-alignment. ANTs `SyN` includes its own affine stage "
+        "(ANTsPy's standard `type_of_transform=\"SyN\"`); ours, elastix (default B-spline map) and demons have none.",
+        "- All label metrics are computed the same way: each method's transform is turned into a dense LPS-mm displacement "
+        "field on the fixed grid (ITK convention, fixed point p -> p + d(p) in moving space), the moving labels are "
+        "resampled through it with nearest neighbour, and the Jacobian is taken of that field.",
+        "- Dice: mean over foreground labels. HD95: symmetric 95th-percentile surface distance in mm, mean over labels. "
+        "SDlogJ: std of log J over the whole fixed grid (J clipped at 1e-9, so folding dominates; std(log(J+3)) is in the "
+        "JSON). Fold %: voxels with J <= 0. EPE (MNI pairs only): mean |d - d_true| in mm inside the fixed brain mask, "
+        "d_true from `true_displacement.nii.gz` (same convention).",
+        "- Time: the registration call alone, images in memory, one method at a time, after a warm-up: ours = `init_s + "
+        "refine_s` of the engine report (predictor + optimisation); ANTs = `ants.registration`; elastix = "
+        "`itk.elastix_registration_method`; demons = histogram matching + pyramid. × SyN(40,20,10) = that time / "
+        "ANTs SyN(40,20,10)'s time on the same pair; the summary averages the per-pair ratios.",
+        "- ANTs runs unseeded (its default), so its numbers vary slightly between runs.",
+    ]
+    for key in doc["methods"]:
+        lines.append(f"- {METHODS[key][0]}: {METHODS[key][1]}.")
+    if doc.get("skipped"):
+        lines += [f"- Skipped: {s}" for s in doc["skipped"]]
+    return "\n".join(lines) + "\n"
+
+
+# ====================================================================== main
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Registration benchmark: Reg-TTR / predictor / SSMSR against ANTs SyN, "
+                                            "elastix B-spline and SimpleITK demons on the sample pairs.")
+    p.add_argument("--data", default=None, help="cache folder for the sample pairs (default bench-output/data, "
+                                                  "bench-output/data-small with --quick)")
+    p.add_argument("--output", default="bench-output", help="folder for registration.md, registration.json and runs/")
+    p.add_argument("--quick", action="store_true", help="small samples and fewer iterations: checks the script in a few minutes")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"comma-separated subset of: {', '.join(METHODS)} (identity is always added)")
+    p.add_argument("--pairs", default=",".join(PAIRS), help=f"comma-separated subset of: {', '.join(PAIRS)}")
+    p.add_argument("--weights", default=None, help="predictor weights (default: the bundled ones)")
+    p.add_argument("--threads", type=int, default=2, help="threads for torch, ITK, ANTs and elastix (default 2)")
+    p.add_argument("--seed", type=int, default=0, help="sample-data seed (default 0)")
+    args = p.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        p.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    args.methods = ["identity"] + [m for m in DEFAULT_METHODS if m in methods and m != "identity"]
+    pairs = [x.strip() for x in args.pairs.split(",") if x.strip()]
+    bad = [x for x in pairs if x not in PAIRS]
+    if bad:
+        p.error(f"unknown pair(s) {', '.join(bad)}; choose from {', '.join(PAIRS)}")
+    args.pairs = pairs
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    # Thread counts must be set before ITK (itk-elastix, ANTs) is first imported.
+    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    sys.path.insert(0, str(REPO / "TTTMedical"))  # run from a checkout without installing
+
+    import numpy as np
+    import SimpleITK as sitk
+    import torch
+
+    torch.set_num_threads(args.threads)
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
+
+    def log(message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    t_start = time.perf_counter()
+    load_start = loadavg()
+    versions_start = versions()  # the code under test is imported now: record its commit now
+    started = _dt.datetime.now().astimezone()
+    output = Path(args.output)
+    data_dir = Path(args.data) if args.data else output / ("data-small" if args.quick else "data")
+    workdir = output / "runs"
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = Settings.make(args.quick)
+    log(f"machine: {cpu_model()}, {os.cpu_count()} cores, load {load_start}; torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads); methods {', '.join(args.methods)}")
+
+    paths = prepare_data(data_dir, args.pairs, args.quick, args.seed, log)
+    data_s = time.perf_counter() - t_start
+    warm_up(args.methods, settings, workdir, args.weights, log)
+
+    all_results: dict[str, dict] = {}
+    pair_info: dict[str, dict] = {}
+    skipped: list[str] = []
+    for pair_name in args.pairs:
+        pair = load_pair(pair_name, paths[pair_name])
+        meta = json.loads(Path(pair.paths["metadata"]).read_text())
+        pair_info[pair_name] = {"description": meta.get("description", ""), "shape_kji": list(pair.fixed.shape),
+                                "spacing_mm": list(pair.fixed.spacing), "files": pair.paths,
+                                "labels": pair.label_names}
+        results: dict[str, dict] = {}
+        (workdir / pair_name).mkdir(parents=True, exist_ok=True)
+        for key in args.methods:
+            label = METHODS[key][0]
+            entry = {"status": "ok", "loadavg_before": loadavg()}
+            try:
+                run = RUNNERS[key](pair, settings, workdir / pair_name, method=key, weights=args.weights)
+                entry.update(score(pair, run.field_mm))
+                entry["wall_s"] = run.wall_s
+                entry["extra"] = run.extra
+            except Exception as exc:  # noqa: BLE001 - one failing method must not lose the others' results
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                from tttmedical.core.errors import InputError
+
+                if isinstance(exc, InputError) and key in ("predict", "regttr-pred"):
+                    entry["status"] = "skipped"
+                    skipped.append(f"{label} on {pair_name}: {message}")
+                else:
+                    entry["status"] = "failed"
+                    traceback.print_exc()
+                entry["error"] = message
+                log(f"{pair_name:12s} {label:32s} {entry['status']}: {message}")
+                results[key] = entry
+                continue
+            results[key] = entry
+            log(f"{pair_name:12s} {label:32s} Dice {entry['dice']:.3f}  HD95 {entry['hd95_mm']:6.2f}  "
+                f"SDlogJ {entry['sdlogj']:.3f}  fold {entry['folding_percent']:.3f}%"
+                + (f"  EPE {entry['epe_mm']:.2f} mm" if "epe_mm" in entry else "") + f"  {run.wall_s:8.2f} s")
+        ref = results.get(REFERENCE, {})
+        for key, entry in results.items():
+            if entry.get("status") == "ok":
+                entry["ratio"] = (entry["wall_s"] / ref["wall_s"]) if ref.get("status") == "ok" and ref["wall_s"] > 0 and entry["wall_s"] > 0 else None
+        all_results[pair_name] = results
+        print("\n" + f"## {pair_name}\n\n" + pair_table(pair_name, results) + "\n", flush=True)
+
+    total_s = time.perf_counter() - t_start
+    doc = {
+        "benchmark": "registration",
+        "date": started.isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
+        "machine": {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
+                    "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+                    "memory_gib": memory_gib(), "torch_threads": torch.get_num_threads(),
+                    "itk_threads": int(os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"]), "device": "cpu"},
+        "versions": versions_start,
+        "git_commit_at_end": versions().get("git_commit"),
+        "loadavg_start": load_start,
+        "loadavg_end": loadavg(),
+        "total_s": total_s,
+        "data_s": data_s,
+        "methods": args.methods,
+        "settings": dataclasses.asdict(settings),
+        "reference": REFERENCE,
+        "pairs": pair_info,
+        "results": all_results,
+        "summary": summary(all_results, args.methods),
+        "goals": goals(all_results),
+        "sanity": sanity(all_results),
+        "skipped": skipped,
+    }
+    text = markdown(doc)
+    (output / "registration.md").write_text(text)
+    (output / "registration.json").write_text(json.dumps(_jsonable(doc), indent=2) + "\n")
+    print("\n" + "## Summary (mean over pairs)\n\n" + summary_table(doc["summary"]) + "\n")
+    for g in doc["goals"]:
+        print(f"goal [{g['pair']}] {g['goal']}: {g['value']} -> {'met' if g['met'] else 'NOT met'}")
+    for problem in doc["sanity"]:
+        print(f"SANITY: {problem}")
+    log(f"total {total_s / 60:.1f} min; load {load_start} -> {doc['loadavg_end']}; wrote {output / 'registration.md'} and registration.json")
+    return 1 if any(r.get("status") == "failed" for res in all_results.values() for r in res.values()) else 0
+
+
+def _jsonable(value):
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if not math.isfinite(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())
