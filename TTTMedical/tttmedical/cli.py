@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--moving-labels", default=None, help="label map on the moving grid")
     reg.add_argument("--iterations", type=int, default=None,
                      help="Reg-TTR: max iterations at full resolution, each coarser pyramid level may use twice as "
-                          "many (default 20 from identity, 10 when refining an initial field); SSMSR: max training "
+                          "many (default 12 from identity, 10 when refining an initial field); SSMSR: max training "
                           "steps per scale (default 150)")
     reg.add_argument("--lr", type=float, default=None, help="learning rate (Reg-TTR: voxels per step; default 0.25, 0.1 when refining)")
     reg.add_argument("--smoothness", type=float, default=None, help="weight of the diffusion regulariser (default 1.0)")

@@ -29,7 +29,7 @@ from ..core.warp import compose, identity_grid, resize_field, warp
 
 @dataclasses.dataclass
 class RegTTRConfig:
-    iterations: int = 20          # maximum iterations at the finest level; each coarser level
+    iterations: int = 12          # maximum iterations at the finest level; each coarser level
                                   # (8x cheaper per iteration) may use 2x more than the next finer
     lr: float = 0.25              # Adam step, voxels of the current level
     smoothness: float = 1.0       # lambda, weight of the diffusion regulariser
