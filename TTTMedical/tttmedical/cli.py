@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--modality", default="mri", choices=["mri", "ct", "none"],
                      help="intensity normalisation: mri = 0.5-99.5 percentiles, ct = soft-tissue window, none")
     reg.add_argument("--weights", default=None, help="predictor weights (.pt) instead of the bundled ones")
-    reg.add_argument("--weights-sha256", default=None, help="expected sha256 of --weights (required with --weights)")
+    reg.add_argument("--weights-sha256", default=None, help="expected sha256 of --weights (default: the one in its model card <name>.json beside it)")
     reg.add_argument("--figure", action="store_true", help="also write figure.png (slices before/after, Jacobian)")
     _add_common(reg)
 
@@ -85,8 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_register(args, progress: Progress) -> int:
     from .registration.pipeline import RegisterOptions, read_inputs, register
 
-    if args.weights and not args.weights_sha256:
-        raise InputError("--weights needs --weights-sha256 (the file's expected sha256) so that the file can be verified before loading.")
     inputs = read_inputs(args.fixed, args.moving, args.fixed_labels, args.moving_labels)
     options = RegisterOptions(method=args.method, init=args.init, iterations=args.iterations, lr=args.lr,
                               smoothness=args.smoothness, levels=args.levels, modality=args.modality,
