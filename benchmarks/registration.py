@@ -808,7 +808,9 @@ def main(argv=None) -> int:
     }
     text = markdown(doc)
     (output / "registration.md").write_text(text)
-    (output / "registration.json").write_text(json.dumps(_jsonable(doc), indent=2) + "\n")
+    from tttmedical.core.report import to_jsonable
+
+    (output / "registration.json").write_text(json.dumps(to_jsonable(doc), indent=2) + "\n")
     print("\n" + "## Summary (mean over pairs)\n\n" + summary_table(doc["summary"]) + "\n")
     for g in doc["goals"]:
         print(f"goal [{g['pair']}] {g['goal']}: {g['value']} -> {'met' if g['met'] else 'NOT met'}")
@@ -816,26 +818,6 @@ def main(argv=None) -> int:
         print(f"SANITY: {problem}")
     log(f"total {total_s / 60:.1f} min; load {load_start} -> {doc['loadavg_end']}; wrote {output / 'registration.md'} and registration.json")
     return 1 if any(r.get("status") == "failed" for res in all_results.values() for r in res.values()) else 0
-
-
-def _jsonable(value):
-    import math
-
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 if __name__ == "__main__":
