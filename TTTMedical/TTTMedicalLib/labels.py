@@ -20,10 +20,8 @@ import slicer
 from tttmedical.core.errors import InputError
 from tttmedical.core.volume import Volume
 
-from .scene import get_scene, temporary_nodes, unique_name
+from .scene import get_scene, module_logic, temporary_nodes, unique_name
 from .volumes import add_volume_node
-
-_LOGICS: dict[int, object] = {}
 
 
 def _name(node) -> str:
@@ -31,18 +29,8 @@ def _name(node) -> str:
 
 
 def segmentations_logic(scene):
-    """Segmentations module logic: Slicer's in the application, else one bound to ``scene``
-    (binding registers the segmentation converter rules that binary labelmaps need)."""
-    modules = getattr(slicer, "modules", None)
-    if modules is not None and hasattr(modules, "segmentations"):
-        return modules.segmentations.logic()
-    key = id(scene)
-    logic = _LOGICS.get(key)
-    if logic is None or logic.GetMRMLScene() is not scene:
-        logic = slicer.vtkSlicerSegmentationsModuleLogic()
-        logic.SetMRMLScene(scene)
-        _LOGICS[key] = logic
-    return logic
+    """Segmentations module logic (binding registers the converter rules that binary labelmaps need)."""
+    return module_logic(scene, "segmentations", "vtkSlicerSegmentationsModuleLogic")
 
 
 def _as_segmentation(node, role: str, scene):

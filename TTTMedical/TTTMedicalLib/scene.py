@@ -11,6 +11,25 @@ import contextlib
 import slicer
 
 
+_LOGICS: dict[tuple[str, int], object] = {}
+
+
+def module_logic(scene, module_name: str, logic_class_name: str):
+    """A module's logic: Slicer's own when running in the application, else one instance of
+    ``slicer.<logic_class_name>`` bound to ``scene`` (binding registers the module's node classes
+    and converters with the scene), cached per scene."""
+    modules = getattr(slicer, "modules", None)
+    if modules is not None and hasattr(modules, module_name):
+        return getattr(modules, module_name).logic()
+    key = (logic_class_name, id(scene))
+    logic = _LOGICS.get(key)
+    if logic is None or logic.GetMRMLScene() is not scene:
+        logic = getattr(slicer, logic_class_name)()
+        logic.SetMRMLScene(scene)
+        _LOGICS[key] = logic
+    return logic
+
+
 def get_scene(scene=None, node=None):
     """The scene to work in: ``scene``, else ``node``'s scene, else ``slicer.mrmlScene``."""
     if scene is not None:

@@ -20,10 +20,8 @@ import slicer
 from tttmedical.core.errors import InputError
 from tttmedical.core.volume import Volume
 
-from .scene import get_scene, temporary_nodes, unique_name
+from .scene import get_scene, module_logic, temporary_nodes, unique_name
 from .volumes import update_node_from_volume, volume_from_node
-
-_LOGICS: dict[int, object] = {}
 
 
 def _name(node) -> str:
@@ -31,17 +29,8 @@ def _name(node) -> str:
 
 
 def sequences_logic(scene):
-    """The Sequences module logic: Slicer's when running in the application, else one bound to ``scene``."""
-    modules = getattr(slicer, "modules", None)
-    if modules is not None and hasattr(modules, "sequences"):
-        return modules.sequences.logic()
-    key = id(scene)
-    logic = _LOGICS.get(key)
-    if logic is None or logic.GetMRMLScene() is not scene:
-        logic = slicer.vtkSlicerSequencesLogic()
-        logic.SetMRMLScene(scene)
-        _LOGICS[key] = logic
-    return logic
+    """The Sequences module logic (registers the sequence browser node class with the scene)."""
+    return module_logic(scene, "sequences", "vtkSlicerSequencesLogic")
 
 
 def check_volume_sequence(sequence_node, role: str = "sequence") -> None:
