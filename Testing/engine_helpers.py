@@ -4,11 +4,13 @@ import re
 import numpy as np
 
 
-def rotation(deg_x: float, deg_z: float) -> np.ndarray:
-    ax, az = np.deg2rad(deg_x), np.deg2rad(deg_z)
-    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
-    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
-    return rz @ rx
+def rotation(ax: float, ay: float = 0.0, az: float = 0.0) -> np.ndarray:
+    """Rotation matrix ``Rz @ Ry @ Rx`` for angles in radians: oblique test directions."""
+    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
 
 
 def is_one_sentence(message: str) -> bool:

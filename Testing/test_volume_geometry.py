@@ -10,7 +10,7 @@ from tttmedical.core.volume import Volume, normalize, resample_spacing, resample
 
 def _volume():
     rng = np.random.default_rng(0)
-    return Volume(rng.random((5, 6, 7)).astype(np.float32), (0.7, 1.3, 2.9), (-12.5, 30.25, 7.0), rotation(20, 35))
+    return Volume(rng.random((5, 6, 7)).astype(np.float32), (0.7, 1.3, 2.9), (-12.5, 30.25, 7.0), rotation(np.deg2rad(20), 0.0, np.deg2rad(35)))
 
 
 @pytest.mark.parametrize("suffix", [".nrrd", ".nii.gz", ".mha"])

@@ -49,7 +49,7 @@ def test_jacobian_of_scaling_and_folding():
 
 
 def test_mm_conversion_matches_itk_on_an_oblique_anisotropic_grid():
-    grid = Volume(np.zeros((6, 7, 8), np.float32), (0.8, 1.7, 3.1), (3.0, -4.0, 10.0), rotation(30, -25))
+    grid = Volume(np.zeros((6, 7, 8), np.float32), (0.8, 1.7, 3.1), (3.0, -4.0, 10.0), rotation(np.deg2rad(30), 0.0, np.deg2rad(-25)))
     rng = np.random.default_rng(1)
     u = rng.normal(size=(3, 6, 7, 8)).astype(np.float32)
     mm = voxels_to_mm(u, grid)
@@ -63,7 +63,7 @@ def test_mm_conversion_matches_itk_on_an_oblique_anisotropic_grid():
 
 def test_itk_displacement_transform_reproduces_engine_warp():
     """Resampling through the mm field with SimpleITK equals the engine's voxel warp."""
-    grid = Volume(np.zeros((10, 12, 14), np.float32), (1.5, 1.0, 2.0), (5.0, 2.0, -3.0), rotation(15, 40))
+    grid = Volume(np.zeros((10, 12, 14), np.float32), (1.5, 1.0, 2.0), (5.0, 2.0, -3.0), rotation(np.deg2rad(15), 0.0, np.deg2rad(40)))
     rng = np.random.default_rng(2)
     from scipy import ndimage
 
@@ -77,7 +77,7 @@ def test_itk_displacement_transform_reproduces_engine_warp():
 
 
 def test_known_translation_becomes_the_voxel_field():
-    grid = Volume(np.zeros((6, 7, 8), np.float32), (2.0, 1.0, 0.5), (0, 0, 0), rotation(0, 90))
+    grid = Volume(np.zeros((6, 7, 8), np.float32), (2.0, 1.0, 0.5), (0, 0, 0), rotation(np.deg2rad(0), 0.0, np.deg2rad(90)))
     t = sitk.TranslationTransform(3, (2.0, 0.0, 1.0))  # LPS mm
     u = linear_to_voxel_field(t, grid)
     # direction rotates i onto +y: x shift of 2 mm is along -j (1 mm voxels), z shift 1 mm = 2 voxels of k

@@ -13,17 +13,10 @@ torch = pytest.importorskip("torch")
 
 from tttmedical.core.volume import Volume  # noqa: E402
 from tttmedical.core.warp import field_volume, warp  # noqa: E402
+from engine_helpers import rotation  # noqa: E402
 from TTTMedicalLib import transforms  # noqa: E402
 
 TOL_MM = 1e-3
-
-
-def rotation(ax, ay, az):
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 @pytest.fixture
