@@ -165,6 +165,16 @@ def _import_mrphantom():
     return mrphantom
 
 
+def _phantom_metadata(layout: dict) -> dict:
+    """Label names and grid geometry shared by the phantom samples' JSON."""
+    return {"label_names": {str(k): v for k, v in PHANTOM_LABELS.items()},
+            "label_notes": PHANTOM_LABEL_NOTES,
+            "shape_kji": list(layout["shape"]),
+            "spacing_mm_ijk": list(layout["spacing"]),
+            "origin_lps_mm": [float(v) for v in layout["origin"]],
+            "direction_lps": layout["direction"].tolist()}
+
+
 def _phantom_layout(small: bool) -> dict:
     """Core phantom shape (what mrphantom's radii scale with), padding, spacing and a sensible geometry."""
     if small:
@@ -282,12 +292,7 @@ def _build_phantom_4d(tmp: Path, seed: int, log, small: bool) -> dict[str, str]:
         "index_name": "time",
         "index_unit": "s",
         "index_values": index_values,
-        "label_names": {str(k): v for k, v in PHANTOM_LABELS.items()},
-        "label_notes": PHANTOM_LABEL_NOTES,
-        "shape_kji": list(layout["shape"]),
-        "spacing_mm_ijk": list(layout["spacing"]),
-        "origin_lps_mm": [float(v) for v in layout["origin"]],
-        "direction_lps": layout["direction"].tolist(),
+        **_phantom_metadata(layout),
         "axes": "i: right-to-left, j: anterior-to-posterior (breathing expands the body along j), k: inferior-to-superior; oblique by 8 degrees about S",
         "respiratory_ampRes": [float(v) for v in curves["amp_res"]],
         "cardiac_ampCar": [float(v) for v in curves["amp_car"]],
@@ -341,12 +346,7 @@ def _build_phantom_pair(tmp: Path, seed: int, log, small: bool) -> dict[str, str
                        "moving = end-expiration (frames chosen as the maximum and minimum of the breathing curve).",
         "files": {"fixed": "fixed.nii.gz", "moving": "moving.nii.gz", "fixed_labels": "fixed_labels.nii.gz",
                   "moving_labels": "moving_labels.nii.gz"},
-        "label_names": {str(k): v for k, v in PHANTOM_LABELS.items()},
-        "label_notes": PHANTOM_LABEL_NOTES,
-        "shape_kji": list(layout["shape"]),
-        "spacing_mm_ijk": list(layout["spacing"]),
-        "origin_lps_mm": [float(v) for v in layout["origin"]],
-        "direction_lps": layout["direction"].tolist(),
+        **_phantom_metadata(layout),
         "frames": out,
         "true_displacement": "none (mrphantom defines tissues by ellipsoids, not by a deformation); evaluate with label overlap",
         "generation": {

@@ -164,23 +164,24 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
                 predictor = Predictor.load(opts.weights, opts.weights_sha256, dev)
                 u0 = predictor.predict(f, m)
         stages.update("init", 1.0, "Initial field ready")
-        result = None
+        result = cfg = None
+        overrides = {k: v for k, v in {"iterations": opts.iterations, "lr": opts.lr,
+                                       "smoothness": opts.smoothness, "levels": opts.levels}.items() if v is not None}
+        report_progress = lambda fr, st, loss: stages.update("refine", fr, st, loss=loss)  # noqa: E731
         with timer("refine"):
             if opts.method == "predict":
                 field, curve = u0, []
             elif opts.method == "regttr":
-                overrides = {k: v for k, v in {"iterations": opts.iterations, "lr": opts.lr,
-                                               "smoothness": opts.smoothness, "levels": opts.levels}.items() if v is not None}
                 cfg = regttr.RegTTRConfig.refinement(**overrides) if u0 is not None else regttr.RegTTRConfig(**overrides)
-                result = regttr.refine(f, m, u0, cfg, lambda fr, st, loss: stages.update("refine", fr, st, loss=loss))
+                result = regttr.refine(f, m, u0, cfg, report_progress)
                 field, curve = result.field, result.loss_curve
             else:
-                overrides = {k: v for k, v in {"steps": opts.iterations, "lr": opts.lr,
-                                               "smoothness": opts.smoothness, "levels": opts.levels}.items() if v is not None}
+                if "iterations" in overrides:
+                    overrides["steps"] = overrides.pop("iterations")
                 cfg = ssmsr.SSMSRConfig(**overrides)
-                result = ssmsr.register(f, m, u0, cfg, lambda fr, st, loss: stages.update("refine", fr, st, loss=loss))
+                result = ssmsr.register(f, m, u0, cfg, report_progress)
                 field, curve = result.field, result.loss_curve
-        return f, m, u0, field, curve, cfg if opts.method != "predict" else None, result
+        return f, m, u0, field, curve, cfg, result
 
     (f, m, u0, field, curve, cfg, result), used = run_with_fallback(run, device, progress.log)
     if not torch.isfinite(field).all():
