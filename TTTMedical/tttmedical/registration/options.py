@@ -1,0 +1,51 @@
+"""Options of ``tttmedical register``, declared once for the command line, the scene job and the panel.
+
+``None`` defaults mean "the method's own default": Reg-TTR runs 12 full-resolution iterations (each
+coarser level up to twice as many) from identity and 10 when refining an initial field, with a
+learning rate of 0.25 (0.1 when refining) voxels per step; SSMSR trains at most 150 steps per scale.
+``panel_default`` is what the panel shows when the user overrides these defaults (Reg-TTR's
+from-identity values).  Torch-free: the Slicer panel imports it.
+"""
+from __future__ import annotations
+
+from ..core.options import COMMON, Option, OptionSet
+
+METHODS = ("regttr", "ssmsr", "predict")
+MODALITIES = ("mri", "ct", "none")
+
+INPUTS = OptionSet(
+    Option("fixed", str, help="fixed image (NRRD, NIfTI, MHA, ...)", positional=True),
+    Option("moving", str, help="moving image", positional=True),
+    Option("output", str, help="output folder (created; a previous result there is replaced as a whole)",
+           flag="-o", required=True, metavar="OUTDIR"),
+    Option("init", str, help="initial transform: an ITK/Slicer transform file (.tfm, .h5, .txt), a displacement-field "
+                             "image, or 'predictor' for the built-in network (default: identity)",
+           label="initial transform", metavar="FILE|predictor"),
+    Option("fixed_labels", str, help="label map on the fixed grid (enables Dice and HD95)", label="fixed label map"),
+    Option("moving_labels", str, help="label map on the moving grid", label="moving label map"),
+    Option("weights", str, help="predictor weights (.pt) instead of the bundled ones", label="predictor weights"),
+    Option("weights_sha256", str, help="expected sha256 of --weights (default: the one in its model card <name>.json beside it)",
+           label="weights checksum"),
+)
+"""Files and paths (the scene layer writes these itself)."""
+
+SETTINGS = OptionSet(
+    Option("method", str, "regttr", "regttr: optimise the field itself; ssmsr: multi-scale test-time training of a "
+                                    "U-Net per scale; predict: the built-in predictor only", choices=METHODS),
+    Option("iterations", int, None, "Reg-TTR: max iterations at full resolution, each coarser pyramid level may use twice "
+                                    "as many (default 12 from identity, 10 when refining an initial field); SSMSR: max "
+                                    "training steps per scale (default 150)",
+           label="number of iterations", minimum=1, maximum=100000, panel_default=12),
+    Option("lr", float, None, "learning rate (Reg-TTR: voxels per step; default 0.25, 0.1 when refining; SSMSR: 0.002)",
+           label="learning rate", minimum=0.0, exclusive_minimum=True, maximum=100.0, panel_default=0.25),
+    Option("smoothness", float, None, "weight of the diffusion regulariser (default 1.0)",
+           label="smoothness weight", minimum=0.0, maximum=1000.0, panel_default=1.0),
+    Option("levels", int, None, "pyramid levels (default: automatic; 1 = full resolution only)",
+           label="number of pyramid levels", minimum=1, maximum=8, panel_default=3),
+    Option("modality", str, "mri", "intensity normalisation: mri = 0.5-99.5 percentiles, ct = soft-tissue window, none",
+           label="intensity normalisation", choices=MODALITIES),
+    Option("figure", bool, False, "also write figure.png (slices before/after, Jacobian)"),
+)
+"""Method settings shared by the command line, ``TTTMedicalLib.registration`` and the panel."""
+
+REGISTER = INPUTS + SETTINGS + COMMON
