@@ -86,3 +86,42 @@ def test_intensity_metrics():
     assert M.nmse(a, noisy) == pytest.approx(M.mse(a, noisy) / np.mean(a.astype(np.float64) ** 2), rel=1e-6)
     assert M.ncc_global(a, 2 * a + 1) == pytest.approx(1.0) and M.ncc_local(a, a) > 0.99
     assert M.ssim(a, noisy) < M.ssim(a, a)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.float32])
+def test_label_values_above_int16_are_kept(dtype):
+    a = np.zeros((20, 20, 20), dtype); a[5:15, 5:15, 5:15] = 40000; a[0:3, 0:3, 0:3] = 7
+    b = np.zeros_like(a); b[5:15, 5:15, 8:18] = 40000; b[0:3, 0:3, 0:3] = 7
+    out = M.label_metrics(a, b, (2.0, 1.0, 1.0))
+    assert set(out["dice_per_label"]) == {7, 40000}  # -25536 would be the int16 wrap of 40000
+    assert out["dice_per_label"][40000] == pytest.approx(0.7) and out["dice_per_label"][7] == 1.0
+    assert out["hd95_mm_per_label"][40000] == pytest.approx(6.0) and out["labels_missing"] == []
+    # Mixed dtypes (uint16 fixed, int64 warped) compare by value.
+    assert M.dice_per_label(a.astype(np.uint16), b.astype(np.int64))[40000] == pytest.approx(0.7)
+
+
+def test_a_vanished_label_counts_in_the_hd95_mean_at_the_grid_diagonal():
+    shape, spacing = (20, 30, 40), (1.0, 2.0, 3.0)  # spacing (i, j, k) for a [k, j, i] array
+    a = np.zeros(shape, np.int32); a[2:8, 2:8, 2:8] = 1; a[10:16, 10:16, 10:16] = 2
+    b = np.zeros_like(a); b[2:8, 2:8, 2:8] = 1  # label 2 vanished from the warped map
+    diagonal = np.sqrt((39 * 1.0) ** 2 + (29 * 2.0) ** 2 + (19 * 3.0) ** 2)
+    assert M.grid_diagonal_mm(shape, spacing) == pytest.approx(diagonal)
+    assert np.isnan(M.hd95_per_label(a, b, spacing)[2])  # the raw per-label value is undefined
+    out = M.label_metrics(a, b, spacing)
+    assert out["labels_missing"] == [2] and out["hd95_missing_mm"] == pytest.approx(diagonal)
+    assert out["hd95_mm_per_label"] == {1: 0.0, 2: pytest.approx(diagonal)}
+    assert out["hd95_mm"] == pytest.approx(diagonal / 2)  # not 0.0, the mean over label 1 alone
+    assert out["hd95_mm_present"] == 0.0 and out["dice"] == pytest.approx(0.5)
+    # A label that appears only in the warped map is penalised the same way.
+    swapped = M.label_metrics(b, a, spacing)
+    assert swapped["labels_missing"] == [2] and swapped["hd95_mm"] == pytest.approx(diagonal / 2)
+    # Every label gone: the mean is the diagonal, and no label is left to give hd95_mm_present.
+    gone = M.label_metrics(a, np.zeros_like(a), spacing)
+    assert gone["hd95_mm"] == pytest.approx(diagonal) and np.isnan(gone["hd95_mm_present"]) and gone["dice"] == 0.0
+
+
+def test_label_maps_must_hold_whole_numbers():
+    a = np.zeros((6, 6, 6), np.float32); a[1:4, 1:4, 1:4] = 1.0
+    assert M.label_metrics(a, a, (1.0, 1.0, 1.0))["dice"] == 1.0
+    with pytest.raises(ValueError, match="whole numbers"):
+        M.dice_per_label(a * 0.5, a)

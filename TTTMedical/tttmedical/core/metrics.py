@@ -1,7 +1,9 @@
 """Evaluation metrics on numpy arrays in the engine's ``[k, j, i]`` order.
 
 Spacing arguments are in millimetres in ``(i, j, k)`` order (as :class:`Volume` holds them);
-they are reversed internally to match array axes.  Label metrics skip label 0 (background).
+they are reversed internally to match array axes.  Label metrics skip label 0 (background),
+keep label values as they are (any integer dtype, no narrowing cast) and count a label that
+vanished from one map in their means (see :func:`label_metrics`).
 Intensity metrics expect both images on the same grid; PSNR/SSIM take ``data_range``
 (default: the reference image's max - min).
 """
@@ -14,6 +16,20 @@ from scipy import ndimage
 from .losses import pair_stats, ssim_map
 
 
+def _label_array(a) -> np.ndarray:
+    """A label map as given, with its values unchanged (no narrowing cast: label 40000 stays 40000).
+
+    Integer and boolean maps are used as they are; a floating-point map (e.g. labels resampled with
+    nearest neighbour into a float image) must hold whole numbers and becomes ``int64``.
+    """
+    a = np.asarray(a)
+    if a.dtype.kind in "biu":
+        return a
+    if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.array_equal(a, np.rint(a)):
+        return a.astype(np.int64)
+    raise ValueError(f"a label map must hold whole numbers; got dtype {a.dtype} with fractional or non-finite values")
+
+
 def _labels(a: np.ndarray, b: np.ndarray, labels=None) -> list[int]:
     if labels is not None:
         return [int(x) for x in labels]
@@ -21,7 +37,8 @@ def _labels(a: np.ndarray, b: np.ndarray, labels=None) -> list[int]:
 
 
 def dice_per_label(a: np.ndarray, b: np.ndarray, labels=None) -> dict[int, float]:
-    """Dice of each foreground label (1.0 when a label is absent from both)."""
+    """Dice of each foreground label (0.0 when it is on one side only, 1.0 when absent from both)."""
+    a, b = _label_array(a), _label_array(b)
     out = {}
     for lab in _labels(a, b, labels):
         x, y = a == lab, b == lab
@@ -38,8 +55,23 @@ def _surface_distances(x: np.ndarray, y: np.ndarray, sampling) -> np.ndarray:
     return dist_to_y[surf_x]
 
 
-def hd95_per_label(a: np.ndarray, b: np.ndarray, spacing=(1.0, 1.0, 1.0), labels=None) -> dict[int, float]:
-    """Symmetric 95th-percentile Hausdorff distance in mm per label (NaN when a label is missing on one side)."""
+def grid_diagonal_mm(shape, spacing) -> float:
+    """Distance in mm between the centres of two opposite corner voxels of a ``[k, j, i]`` grid.
+
+    No two voxels of the grid are further apart, so no surface distance measured on it exceeds this.
+    """
+    extent = (np.asarray(shape[::-1], np.float64) - 1.0) * np.asarray(spacing, np.float64)
+    return float(np.linalg.norm(extent))
+
+
+def hd95_per_label(a: np.ndarray, b: np.ndarray, spacing=(1.0, 1.0, 1.0), labels=None,
+                   missing: float = float("nan")) -> dict[int, float]:
+    """Symmetric 95th-percentile Hausdorff distance in mm per label.
+
+    A label on one side only has no surface to measure against: it gets ``missing`` (NaN by
+    default; :func:`label_metrics` passes the grid diagonal).  A label absent from both gets 0.
+    """
+    a, b = _label_array(a), _label_array(b)
     sampling = tuple(float(s) for s in reversed(spacing))
     out = {}
     for lab in _labels(a, b, labels):
@@ -47,7 +79,7 @@ def hd95_per_label(a: np.ndarray, b: np.ndarray, spacing=(1.0, 1.0, 1.0), labels
         if not x.any() and not y.any():
             out[lab] = 0.0
         elif not x.any() or not y.any():
-            out[lab] = float("nan")
+            out[lab] = float(missing)
         else:
             d = np.concatenate([_surface_distances(x, y, sampling), _surface_distances(y, x, sampling)])
             out[lab] = float(np.percentile(d, 95))
@@ -126,10 +158,31 @@ def ssim(reference: np.ndarray, estimate: np.ndarray, data_range: float | None =
 
 
 def label_metrics(fixed_labels: np.ndarray, warped_labels: np.ndarray, spacing) -> dict:
-    """``dice`` and ``hd95_mm`` (means over foreground labels) plus per-label values."""
+    """Dice and HD95 over the foreground labels of either map, with per-label values.
+
+    Labels are the non-zero values found in ``fixed_labels`` or ``warped_labels``, kept as they are.
+
+    Convention for a label present in one map only (it vanished from the warped map, or appeared
+    in it): its Dice is 0 and its HD95 is the grid diagonal in mm (``hd95_missing_mm``, the largest
+    distance on the fixed grid), so the mean is penalised instead of silently dropping the label.
+    Keys:
+
+    * ``dice``: mean Dice over labels; ``dice_per_label``: {label: Dice};
+    * ``hd95_mm``: mean HD95 over all labels, vanished ones at ``hd95_missing_mm``;
+      ``hd95_mm_per_label``: {label: HD95 mm} with the same convention (its mean is ``hd95_mm``);
+    * ``labels_missing``: the labels present in one map only (empty when every label matched);
+    * ``hd95_mm_present``: mean HD95 over the labels present in both maps (NaN when there are none),
+      the figure some papers report; compare it with ``hd95_mm`` only with ``labels_missing`` in view.
+    """
+    fixed_labels, warped_labels = _label_array(fixed_labels), _label_array(warped_labels)
+    diagonal = grid_diagonal_mm(fixed_labels.shape, spacing)
     d = dice_per_label(fixed_labels, warped_labels)
-    h = hd95_per_label(fixed_labels, warped_labels, spacing, labels=list(d))
-    finite = [v for v in h.values() if np.isfinite(v)]
+    h = hd95_per_label(fixed_labels, warped_labels, spacing, labels=list(d), missing=diagonal)
+    present_fixed, present_warped = set(np.unique(fixed_labels).tolist()), set(np.unique(warped_labels).tolist())
+    missing = [lab for lab in d if (lab in present_fixed) != (lab in present_warped)]
+    matched = [h[lab] for lab in d if lab not in missing]
     return {"dice": float(np.mean(list(d.values()))) if d else float("nan"),
-            "hd95_mm": float(np.mean(finite)) if finite else float("nan"),
-            "dice_per_label": d, "hd95_mm_per_label": h}
+            "hd95_mm": float(np.mean(list(h.values()))) if h else float("nan"),
+            "dice_per_label": d, "hd95_mm_per_label": h,
+            "labels_missing": missing, "hd95_missing_mm": diagonal,
+            "hd95_mm_present": float(np.mean(matched)) if matched else float("nan")}
