@@ -26,9 +26,13 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def run_with_fallback(fn: Callable[[torch.device], T], device: torch.device, log: Callable[[str], None] = print) -> tuple[T, torch.device]:
+def run_with_fallback(fn: Callable[[torch.device], T], device: torch.device,
+                      log: Callable[[str], None] | None = None,
+                      before_retry: Callable[[], None] | None = None) -> tuple[T, torch.device]:
     """Run ``fn(device)``; on CUDA out-of-memory, free the cache and rerun on the CPU.
 
+    ``log`` receives the one-line message (never printed to stdout, which carries JSON progress);
+    ``before_retry`` runs before the CPU attempt (e.g. to forget the failed attempt's timings).
     Returns ``(result, device_actually_used)``.
     """
     try:
@@ -38,7 +42,10 @@ def run_with_fallback(fn: Callable[[torch.device], T], device: torch.device, log
             raise
         with contextlib.suppress(Exception):
             torch.cuda.empty_cache()
-        log("CUDA ran out of memory; continuing on the CPU (slower).")
+        if log is not None:
+            log("CUDA ran out of memory; continuing on the CPU (slower).")
+        if before_retry is not None:
+            before_retry()
         cpu = torch.device("cpu")
         return fn(cpu), cpu
 

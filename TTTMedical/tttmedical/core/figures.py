@@ -1,64 +1,59 @@
 """PNG figures a person can look at (matplotlib, Agg backend, no display needed).
 
-Images are engine arrays ``[k, j, i]``; slices are shown through the middle of the K and J axes
-with array rows drawn top-down (no attempt at radiological orientation: the figure is for quality
-checks, the volumes themselves carry the geometry).
+:func:`slice_panels` draws named volumes side by side.  Volumes are engine arrays ``[k, j, i]``:
+each is shown through the middle of the K axis (top row) and of the J axis (bottom row, flipped so
+that K grows upwards); 2D arrays get one row.  No attempt at radiological orientation: figures are
+for quality checks, the volumes themselves carry the geometry.  Tasks build their panels and title
+(e.g. :mod:`tttmedical.registration.figure`).
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 
-def _warped(m_np: np.ndarray, field) -> np.ndarray:
-    import torch
-
-    from .warp import warp
-
-    if field is None:
-        return m_np
-    with torch.no_grad():
-        m = torch.from_numpy(np.ascontiguousarray(m_np, np.float32))[None, None].to(field.device)
-        return warp(m, field.float())[0, 0].cpu().numpy()
+@dataclasses.dataclass
+class Panel:
+    title: str
+    image: np.ndarray            # [k, j, i] volume or [j, i] slice
+    cmap: str = "gray"
+    limits: tuple = (0.0, 1.0)   # colour range (vmin, vmax)
+    colorbar: bool = False
 
 
-def registration_figure(path: str | Path, fixed: np.ndarray, moving: np.ndarray, field, init_field,
-                        jacobian: np.ndarray, report: dict) -> Path:
-    """Fixed / moving / warped / |difference| before and after / Jacobian, two orthogonal slices."""
+def _views(image: np.ndarray) -> list[np.ndarray]:
+    if image.ndim == 2:
+        return [image]
+    k, j = image.shape[0] // 2, image.shape[1] // 2
+    return [image[k], image[:, j][::-1]]
+
+
+def slice_panels(path: str | Path, panels: list[Panel], title: str = "", dpi: int = 80) -> Path:
+    """Write ``panels`` (one column each, middle slices) with ``title`` on top to ``path`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    before = _warped(moving, init_field)
-    after = _warped(moving, field)
-    panels = [("fixed", fixed, "gray", (0, 1)), ("moving", moving, "gray", (0, 1)),
-              ("warped", after, "gray", (0, 1)),
-              ("|fixed - initial|", np.abs(fixed - before), "magma", (0, 0.5)),
-              ("|fixed - warped|", np.abs(fixed - after), "magma", (0, 0.5)),
-              ("Jacobian det.", jacobian, "RdBu_r", (0, 2))]
-    k, j = fixed.shape[0] // 2, fixed.shape[1] // 2
-    fig, axes = plt.subplots(2, len(panels), figsize=(3 * len(panels), 6.4))
-    for col, (title, vol, cmap, (lo, hi)) in enumerate(panels):
-        for row, sl in enumerate((vol[k], vol[:, j][::-1])):
+    rows = max(len(_views(p.image)) for p in panels)
+    fig, axes = plt.subplots(rows, len(panels), figsize=(3 * len(panels), 3.2 * rows), squeeze=False)
+    for col, panel in enumerate(panels):
+        views = _views(panel.image)
+        for row in range(rows):
             ax = axes[row, col]
-            im = ax.imshow(sl, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
             ax.set_axis_off()
+            if row >= len(views):
+                continue
+            im = ax.imshow(views[row], cmap=panel.cmap, vmin=panel.limits[0], vmax=panel.limits[1], interpolation="nearest")
             if row == 0:
-                ax.set_title(title, fontsize=10)
-        if col >= 3:
+                ax.set_title(panel.title, fontsize=10)
+        if panel.colorbar:
             fig.colorbar(im, ax=axes[:, col], shrink=0.6)
-    mt = report.get("metrics", {})
-    parts = [f"{report.get('method', '')} from {report.get('initial_transform', '')}"]
-    for key, label, fmt in (("dice", "Dice", "{:.3f}"), ("hd95_mm", "HD95 mm", "{:.2f}"), ("ncc", "local NCC", "{:.3f}")):
-        if mt.get(key) is not None and mt.get(f"initial_{key}") is not None:
-            parts.append(f"{label} {fmt.format(mt[f'initial_{key}'])} -> {fmt.format(mt[key])}")
-    if mt.get("folding_percent") is not None:
-        parts.append(f"folding {mt['folding_percent']:.3f}%")
-    parts.append(f"{report.get('timings', {}).get('total_s', 0):.1f} s on {report.get('device', '')}")
-    fig.suptitle("   |   ".join(parts), fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=10)
     path = Path(path)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path

@@ -75,10 +75,15 @@ class Progress:
 
 
 class Stages:
-    """Split the [0, 1] progress range into weighted consecutive stages."""
+    """Split the [0, 1] progress range into weighted consecutive stages.
+
+    The reported fraction never goes backwards: a stage re-run (e.g. on the CPU after CUDA ran out
+    of memory) holds the bar where it was until the new attempt passes it.
+    """
 
     def __init__(self, progress: Progress, weights: dict[str, float]):
         self.progress = progress
+        self.fraction = 0.0
         total = float(sum(weights.values())) or 1.0
         self.spans = {}
         start = 0.0
@@ -88,4 +93,5 @@ class Stages:
 
     def update(self, name: str, local_fraction: float, stage: str | None = None, **extra) -> None:
         a, b = self.spans[name]
-        self.progress.update(a + (b - a) * min(max(local_fraction, 0.0), 1.0), stage or name, **extra)
+        self.fraction = max(self.fraction, a + (b - a) * min(max(local_fraction, 0.0), 1.0))
+        self.progress.update(self.fraction, stage or name, **extra)

@@ -36,25 +36,6 @@ def versions() -> dict:
     return out
 
 
-class Timer:
-    """Named wall-clock timings in seconds: ``with timer("refine"): ...`` stores ``refine_s``."""
-
-    def __init__(self):
-        self.timings: dict[str, float] = {}
-
-    def __call__(self, name: str):
-        timer = self
-
-        class _Span:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.timings[f"{name}_s"] = timer.timings.get(f"{name}_s", 0.0) + time.perf_counter() - self.t0
-
-        return _Span()
-
-
 def to_jsonable(value):
     """Plain JSON types from numpy/torch/Path values; non-finite floats become null."""
     if isinstance(value, dict):

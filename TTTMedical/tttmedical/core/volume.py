@@ -108,11 +108,16 @@ class Volume:
 
     # ------------------------------------------------------------------ files
     @classmethod
-    def read(cls, path: str | Path, name: str = "image") -> "Volume":
-        """Read a 3D volume; ``name`` is used in error messages (e.g. "fixed image")."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"The {name} file '{path}' does not exist; check the path.")
+    def read(cls, path: str | Path, name: str = "image", scalar: bool = True) -> "Volume":
+        """Read a 3D volume; ``name`` is used in error messages (e.g. "fixed image").
+
+        Every problem is one :class:`InputError` sentence (see :mod:`tttmedical.core.checks`): a
+        missing path or a folder, an unreadable, truncated or corrupt file, NaN voxels (NIfTI
+        included), not 3D, several components per voxel when ``scalar``, empty or degenerate.
+        """
+        from .checks import input_file, verify_image_file
+
+        path = input_file(path, name)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as exc:
@@ -123,6 +128,12 @@ class Volume:
             raise InputError(
                 f"The {name} file '{path}' is {image.GetDimension()}D; pass a single 3D volume."
             )
+        if scalar and image.GetNumberOfComponentsPerPixel() != 1:
+            raise InputError(
+                f"The {name} '{path.name}' has {image.GetNumberOfComponentsPerPixel()} components per voxel (colour or "
+                f"vector image); pass a scalar (grey-level) image, e.g. one channel or its luminance."
+            )
+        verify_image_file(path, name)
         volume = cls.from_sitk(image)
         volume.validate(name)
         return volume

@@ -6,16 +6,13 @@ convention, :mod:`tttmedical.core.warp`).  Outputs are written by applying the f
 to the *original* moving image with SimpleITK, so what a user gets from ``displacement.nii.gz``
 with ITK, SimpleITK or Slicer is exactly ``warped.nii.gz``.
 
-Outputs (in ``outdir``, written to a hidden sibling folder first and moved in only on success):
+Outputs (the whole set replaces ``outdir`` only on success, :meth:`tttmedical.core.run.RunContext.finish`):
 ``displacement.nii.gz``, ``warped.nii.gz``, ``jacobian.nii.gz``, ``warped_labels.nii.gz`` (with
 labels), ``report.json`` and, on request, ``figure.png``.
 """
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +20,23 @@ import SimpleITK as sitk
 import torch
 
 from ..core import metrics as M
-from ..core.device import device_description, run_with_fallback, select_device
+from ..core.checks import physical_overlap
+from ..core.device import device_description
 from ..core.errors import InputError
-from ..core.progress import Progress, Stages
-from ..core.report import Timer, seed_everything, write_report
+from ..core.options import COMMON
+from ..core.progress import Progress
+from ..core.run import RunContext
 from ..core.volume import Volume, normalize, resample_to
 from ..core.warp import field_volume, jacobian_determinant, warp
 from . import regttr, ssmsr
 from .initial import read_initial_field
-
-METHODS = ("regttr", "ssmsr", "predict")
+from .options import SETTINGS
 
 
 @dataclasses.dataclass
 class RegisterOptions:
-    """User-facing options; ``None`` means "the method's default"."""
+    """User-facing options (declared in :mod:`tttmedical.registration.options`); ``None`` means "the
+    method's default"."""
 
     method: str = "regttr"
     init: str | None = None          # None/"identity", a transform/field file, or "predictor"
@@ -51,6 +50,12 @@ class RegisterOptions:
     weights: str | None = None       # predictor weights (default: the bundled ones)
     weights_sha256: str | None = None
     figure: bool = False
+
+    def validate(self) -> None:
+        """One :class:`InputError` sentence for the first bad value (ranges and choices as declared)."""
+        values = dataclasses.asdict(self)
+        SETTINGS.validate({k: values[k] for k in SETTINGS.names()})
+        COMMON.validate({k: values[k] for k in ("device", "seed")})
 
 
 @dataclasses.dataclass
@@ -81,25 +86,23 @@ def read_inputs(fixed: str | Path, moving: str | Path, fixed_labels=None, moving
 
 
 def _read_labels(path, name: str, image: Volume, image_name: str) -> Volume:
+    """A label map on ``image``'s grid with its values kept as they are (integer type wide enough)."""
+    labels = Volume.read(path, name)
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"The {name} file '{path}' does not exist; check the path.")
-    try:
-        labels = Volume.from_sitk(sitk.ReadImage(str(path)))
-    except RuntimeError:
-        raise InputError(f"The {name} file '{path}' could not be read as an image; use NRRD, NIfTI or MHA.") from None
     if not labels.same_grid(image, tol=1e-3):
         raise InputError(
             f"The {name} '{path.name}' does not lie on the {image_name}'s grid (shape {labels.shape} vs {image.shape}, or spacing/origin/direction differ); resample it onto the {image_name}."
         )
     arr = np.asarray(labels.array)
     if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or not np.allclose(arr, np.round(arr)):
+        if not np.allclose(arr, np.round(arr)):
             raise InputError(f"The {name} '{path.name}' has non-integer values; pass a label map (integer labels, 0 = background).")
         arr = np.round(arr)
     if not np.any(arr != 0):
         raise InputError(f"The {name} '{path.name}' has no foreground label; pass a label map with at least one non-zero label.")
-    return labels.with_array(arr.astype(np.int16))
+    low, high = int(arr.min()), int(arr.max())
+    dtype = np.int32 if np.iinfo(np.int32).min <= low and high <= np.iinfo(np.int32).max else np.int64
+    return labels.with_array(arr.astype(dtype))
 
 
 def apply_field(moving: Volume, field_mm: Volume, interpolation: str = "linear") -> Volume:
@@ -112,7 +115,7 @@ def _tensor(array: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None].to(device)
 
 
-def _evaluate(f: torch.Tensor, m: torch.Tensor, u: torch.Tensor | None, inputs: Inputs, field_mm: Volume) -> dict:
+def _evaluate(f: torch.Tensor, m: torch.Tensor, u: torch.Tensor | None, inputs: Inputs, field_mm: Volume):
     with torch.no_grad():
         warped = warp(m, u) if u is not None else m
     wf = warped[0, 0].cpu().numpy()
@@ -127,122 +130,116 @@ def _evaluate(f: torch.Tensor, m: torch.Tensor, u: torch.Tensor | None, inputs: 
     return out, jac
 
 
-def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None = None,
-             progress: Progress | None = None) -> dict:
-    """Run the registration and write the outputs; returns the report dict."""
-    opts = options or RegisterOptions()
-    progress = progress or Progress("none")
-    if opts.method not in METHODS:
-        raise InputError(f"Unknown method '{opts.method}'; use one of {', '.join(METHODS)}.")
+def _initial_transform(opts: RegisterOptions) -> str | None:
     init = None if opts.init in (None, "", "identity") else opts.init
     if opts.method == "predict" and init not in (None, "predictor"):
         raise InputError("--method predict uses the built-in predictor as its only transform; drop --init or use --method regttr.")
-    if opts.method == "predict":
-        init = "predictor"
-    outdir = Path(outdir)
-    stages = Stages(progress, {"prepare": 1, "init": 2, "refine": 12, "write": 1})
-    timer = Timer()
-    t_start = time.perf_counter()
-    seed_everything(opts.seed)
-    device = select_device(opts.device)
+    return "predictor" if opts.method == "predict" else init
+
+
+def _predictor_needed(opts: RegisterOptions, init: str | None) -> bool:
+    return init == "predictor" or (opts.method == "ssmsr" and ssmsr.SSMSRConfig().pretrained)
+
+
+def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None = None,
+             progress: Progress | None = None) -> dict:
+    """Run the registration and write the outputs; returns the report dict.
+
+    Everything that can be checked is checked before the optimisation starts (options, output
+    folder, overlap, initial transform, predictor weights); nothing is written unless it succeeds.
+    """
+    opts = options or RegisterOptions()
+    opts.validate()
+    init = _initial_transform(opts)
+    ctx = RunContext("register", outdir, progress, seed=opts.seed, device=opts.device,
+                     stages={"prepare": 1, "init": 2, "refine": 12, "write": 1})
     fixed = inputs.fixed
-    stages.update("prepare", 0.0, "Resampling the moving image onto the fixed grid")
+    ctx.stage("prepare", 0.0, "Resampling the moving image onto the fixed grid")
+    init_field = read_initial_field(init, fixed) if init not in (None, "predictor") else None
+    if init_field is None:
+        physical_overlap(fixed, inputs.moving, "fixed image", "moving image",
+                         "give an initial transform (--init) that aligns them, or check the images' origins")
     moving_on_fixed = inputs.moving if inputs.moving.same_grid(fixed) else resample_to(inputs.moving, fixed, "linear")
     f_np = normalize(fixed.array, opts.modality)
     m_np = normalize(moving_on_fixed.array, opts.modality)
-    init_field = read_initial_field(init, fixed) if init not in (None, "predictor") else None
-    progress.log(f"Device: {device_description(device)}")
+    predictor = None
+    if _predictor_needed(opts, init):
+        from .predictor import Predictor
+
+        predictor = Predictor.load(opts.weights, opts.weights_sha256, ctx.device)
+    if init_field is not None:
+        start = warp(_tensor(m_np, "cpu"), torch.from_numpy(init_field)[None])[0, 0]
+        if float(start.max() - start.min()) < 1e-6:
+            raise InputError("The initial transform maps the fixed image's grid outside the moving image; check that "
+                             "--init is the transform from the fixed to the moving image (ITK resampling direction).")
+    ctx.log(f"Device: {device_description(ctx.device)}")
 
     def run(dev: torch.device):
         f, m = _tensor(f_np, dev), _tensor(m_np, dev)
         u0 = torch.from_numpy(init_field)[None].to(dev) if init_field is not None else None
-        with timer("init"):
+        with ctx.timer("init"):
             if init == "predictor":
-                from .predictor import Predictor
-
-                stages.update("init", 0.0, "Predicting the initial field")
-                predictor = Predictor.load(opts.weights, opts.weights_sha256, dev)
+                ctx.stage("init", 0.0, "Predicting the initial field")
+                predictor.device = dev
                 u0 = predictor.predict(f, m)
-        stages.update("init", 1.0, "Initial field ready")
+        ctx.stage("init", 1.0, "Initial field ready")
         result = cfg = None
         overrides = {k: v for k, v in {"iterations": opts.iterations, "lr": opts.lr,
                                        "smoothness": opts.smoothness, "levels": opts.levels}.items() if v is not None}
-        report_progress = lambda fr, st, loss: stages.update("refine", fr, st, loss=loss)  # noqa: E731
-        with timer("refine"):
+        with ctx.timer("refine"):
             if opts.method == "predict":
                 field, curve = u0, []
             elif opts.method == "regttr":
                 cfg = regttr.RegTTRConfig.refinement(**overrides) if u0 is not None else regttr.RegTTRConfig(**overrides)
-                result = regttr.refine(f, m, u0, cfg, report_progress)
+                result = regttr.refine(f, m, u0, cfg, ctx.stage_callback("refine"))
                 field, curve = result.field, result.loss_curve
             else:
                 if "iterations" in overrides:
                     overrides["steps"] = overrides.pop("iterations")
                 cfg = ssmsr.SSMSRConfig(**overrides)
-                result = ssmsr.register(f, m, u0, cfg, report_progress)
+                result = ssmsr.register(f, m, u0, cfg, ctx.stage_callback("refine"), predictor=predictor)
                 field, curve = result.field, result.loss_curve
         return f, m, u0, field, curve, cfg, result
 
-    (f, m, u0, field, curve, cfg, result), used = run_with_fallback(run, device, progress.log)
+    f, m, u0, field, curve, cfg, result = ctx.on_device(run)
     if not torch.isfinite(field).all():
         raise RuntimeError("The registration produced a displacement field with NaN values; nothing was written. Try a smaller --lr.")
-    stages.update("write", 0.0, "Evaluating and writing results")
+    ctx.stage("write", 0.0, "Evaluating and writing results")
     field_mm = field_volume(field, fixed)
     init_mm = field_volume(u0, fixed) if u0 is not None else field_volume(torch.zeros_like(field), fixed)
     initial, _ = _evaluate(f, m, u0, inputs, init_mm)
     final, jac = _evaluate(f, m, field, inputs, field_mm)
     metrics = dict(final)
     metrics.update({f"initial_{k}": v for k, v in initial.items()})
-    timer.timings["total_s"] = time.perf_counter() - t_start
-    report = {
-        "command": "register",
-        "method": opts.method,
-        "initial_transform": init or "identity",
-        "inputs": inputs.paths,
-        "grid": {"shape_kji": list(fixed.shape), "spacing_mm": list(fixed.spacing)},
-        "parameters": {**dataclasses.asdict(opts), **({"config": dataclasses.asdict(cfg)} if cfg is not None else {})},
-        "device": device_description(used),
-        "seed": opts.seed,
-        "metrics": metrics,
-        "timings": {"init_s": timer.timings.get("init_s", 0.0), "refine_s": timer.timings.get("refine_s", 0.0),
-                    "total_s": timer.timings["total_s"]},
-        "loss_curve": curve,
-    }
+    report = ctx.report(
+        method=opts.method,
+        initial_transform=init or "identity",
+        inputs=inputs.paths,
+        grid={"shape_kji": list(fixed.shape), "spacing_mm": list(fixed.spacing)},
+        parameters={**dataclasses.asdict(opts), **({"config": dataclasses.asdict(cfg)} if cfg is not None else {})},
+        weights=predictor.describe() if predictor is not None else None,
+        metrics=metrics,
+        loss_curve=curve,
+    )
+    report["timings"] = {k: report["timings"].get(k, 0.0) for k in ("init_s", "refine_s", "total_s")}
     if isinstance(result, ssmsr.SSMSRResult):
         report["scale_losses"] = result.scale_losses
-    outputs = _write_outputs(outdir, inputs, field_mm, jac, report, opts.figure, m_np, f_np, field, u0)
-    stages.update("write", 1.0, "Done")
-    progress.done(outputs, str(outputs["report"]))
-    return report
 
-
-def _write_outputs(outdir: Path, inputs: Inputs, field_mm: Volume, jac: np.ndarray, report: dict, figure: bool,
-                   m_np, f_np, field, u0) -> dict:
-    """Write every output into a hidden temporary sibling folder, then move them into ``outdir``.
-
-    ``report["outputs"]`` is set to the final paths before the report is written.
-    """
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-partial-", dir=outdir.parent))
-    try:
+    def write(tmp: Path, final_dir: Path) -> dict[str, str]:
         names = {"displacement": "displacement.nii.gz", "warped": "warped.nii.gz", "jacobian": "jacobian.nii.gz"}
         field_mm.write(tmp / names["displacement"])
         apply_field(inputs.moving, field_mm, "linear").write(tmp / names["warped"])
-        inputs.fixed.with_array(jac).write(tmp / names["jacobian"])
+        fixed.with_array(jac).write(tmp / names["jacobian"])
         if inputs.moving_labels is not None:
             names["warped_labels"] = "warped_labels.nii.gz"
             apply_field(inputs.moving_labels, field_mm, "nearest").write(tmp / names["warped_labels"])
-        if figure:
-            from ..core.figures import registration_figure
+        if opts.figure:
+            from .figure import registration_figure
 
             names["figure"] = "figure.png"
             registration_figure(tmp / names["figure"], f_np, m_np, field, u0, jac, report)
-        names["report"] = "report.json"
-        report["outputs"] = {k: str(outdir / v) for k, v in names.items()}
-        write_report(tmp / names["report"], report)
-        outdir.mkdir(parents=True, exist_ok=True)
-        for name in names.values():
-            (tmp / name).replace(outdir / name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return {k: outdir / v for k, v in names.items()}
+        return names
+
+    ctx.stage("write", 0.5, "Writing results")
+    ctx.finish(write, report)
+    return report

@@ -10,9 +10,9 @@ Loss, all on intensities in [0, 1]::
     L(u) = (1 - NCC_local(f, m o (id + u))) + ssim_weight * (1 - SSIM(f, m o (id + u))) + lambda * smooth(u)
 
 with multi-window squared local NCC and box-window SSIM sharing one set of local statistics.
-Adam with gradient-norm clipping; the learning rate decays after a non-improving iteration and a
-level stops after ``patience`` non-improving iterations; the *best* iterate is kept, never the one
-after it.  From identity the optimisation runs coarse to fine over an image pyramid; from a good
+Adam with gradient-norm clipping, run by the shared test-time loop (:func:`tttmedical.core.optimize.optimize`):
+the learning rate decays after a non-improving iteration and a level stops after ``patience``
+non-improving iterations; the *best* iterate is kept, never the one after it.  From identity the optimisation runs coarse to fine over an image pyramid; from a good
 initial field a single full-resolution level of ~10 iterations is the intended use.
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 
 from ..core.losses import LocalSimilarity, box_mean, smoothness
+from ..core.optimize import LoopSettings, StepOutput, optimize
 from ..core.pyramid import auto_levels, build_pyramid, level_shape
 from ..core.warp import compose, identity_grid, resize_field, warp
 
@@ -109,7 +110,6 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
 
     state = init.detach().float() if init is not None else None
     curve: list[dict] = []
-    total_iterations = 0
     best_loss = float("inf")
     finest = min(cfg.finest_level, levels - 1)
     for level in reversed(range(finest, levels)):
@@ -121,44 +121,31 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
         sim = LocalSimilarity(f, cfg.ncc_windows, cfg.ssim_window)
         base = identity_grid(lshape, f.device)
         v = start.clone().requires_grad_(True)
-        opt = torch.optim.Adam([v], lr=cfg.lr)
-        best = (float("inf"), start.clone())
-        stale = 0
         stage = f"Reg-TTR level {levels - level}/{levels} {'x'.join(map(str, lshape))}"
-        for it in range(max_it + 1):
-            opt.zero_grad(set_to_none=True)
+
+        def step() -> StepOutput:
             displacement, control = realize(v)
             sims = sim(warp(m, resize_field(displacement, lshape), base=base))
             # the regulariser acts on the optimised (control) field: its differences per control
             # voxel are the field's derivatives, whatever the control grid's resolution
             loss = (1 - sims["ncc"]) + cfg.ssim_weight * (1 - sims["ssim"]) + cfg.smoothness * smoothness(control, cfg.penalty)
-            value = float(loss.detach())
-            if not torch.isfinite(loss):
-                break
-            curve.append({"iteration": total_iterations, "level": levels - level, "loss": value,
-                          "ncc": float(sims["ncc"].detach()), "ssim": float(sims["ssim"].detach())})
-            total_iterations += 1
-            if value < best[0] - cfg.min_delta * abs(best[0]) or best[0] == float("inf"):
-                best = (value, v.detach().clone())
-                stale = 0
-            else:
-                stale += 1
-                for group in opt.param_groups:
-                    group["lr"] *= cfg.lr_decay
-                if stale >= (cfg.patience if level == finest else cfg.coarse_patience):
-                    break
+            return StepOutput(loss, {"ncc": float(sims["ncc"].detach()), "ssim": float(sims["ssim"].detach())})
+
+        def report(index: int, total: int, value: float, level=level) -> None:
             if callback is not None:
-                done = (levels - 1 - level + (it + 1) / (max_it + 1)) / (levels - finest)
-                callback(done, stage, value)
-            if it == max_it:
-                break  # the last evaluation only scores the final step
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([v], cfg.grad_clip)
-            opt.step()
-        state = best[1]
-        best_loss = best[0]
+                callback((levels - 1 - level + (index + 1) / (total + 1)) / (levels - finest), stage, value)
+
+        settings = LoopSettings(max_steps=max_it, patience=cfg.patience if level == finest else cfg.coarse_patience,
+                                min_delta=cfg.min_delta, lr_decay=cfg.lr_decay, grad_clip=cfg.grad_clip)
+        loop = optimize(step, torch.optim.Adam([v], lr=cfg.lr), settings, snapshot=lambda _: v.detach().clone(),
+                        callback=report)
+        curve += [{"iteration": len(curve) + i, "level": levels - level, **entry} for i, entry in enumerate(loop.curve)]
+        if loop.best is not None:
+            state, best_loss = loop.best, loop.best_loss
+        else:  # not even the starting point had a finite loss
+            state = start
     with torch.no_grad():
         u = resize_field(realize(state)[0], shape)
     if callback is not None:
         callback(1.0, "Reg-TTR done", best_loss)
-    return RegTTRResult(field=u, loss_curve=curve, iterations=total_iterations, best_loss=best_loss)
+    return RegTTRResult(field=u, loss_curve=curve, iterations=len(curve), best_loss=best_loss)

@@ -15,6 +15,7 @@ the level's grid (engine convention).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from typing import Callable
@@ -22,6 +23,7 @@ from typing import Callable
 import torch
 
 from ..core.losses import LocalSimilarity, smoothness
+from ..core.optimize import LoopSettings, StepOutput, optimize
 from ..core.pyramid import auto_levels, build_pyramid, level_shape
 from ..core.warp import compose, identity_grid, resize_field, warp
 from .networks import UNet3D, autocast_context
@@ -42,7 +44,7 @@ class SSMSRConfig:
     max_train_voxels: int | None = None  # None: 64^3 on a CPU, 192^3 on CUDA
     patience: int = 10
     min_delta: float = 1e-4
-    features: tuple = (16, 32, 32, 32)
+    features: tuple = (16, 32, 32, 32)  # network widths when not pretrained (else the predictor's)
     pretrained: bool = True       # start the first scale from the bundled predictor's weights
                                   # (same architecture); False: from a near-identity random init
 
@@ -55,14 +57,19 @@ class SSMSRResult:
     scale_fields: list[torch.Tensor]  # best field of each scale on its own grid, coarse to fine
     steps: int
     network: torch.nn.Module
+    weights: dict | None = None   # the starting weights (path, sha256) when pretrained
 
 
 def register(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None = None,
              config: SSMSRConfig | None = None,
-             callback: Callable[[float, str, float], None] | None = None) -> SSMSRResult:
+             callback: Callable[[float, str, float], None] | None = None,
+             predictor=None) -> SSMSRResult:
     """Multi-scale TTT of a U-Net on one pair; ``fixed``/``moving`` (1, 1, D, H, W) in [0, 1].
 
     ``init`` (optional voxel field at full resolution) seeds the coarsest scale's ``phi``.
+    ``predictor`` (a loaded :class:`~tttmedical.registration.predictor.Predictor`, e.g. the user's
+    ``--weights``) gives the first scale's starting weights when ``config.pretrained``; default:
+    the bundled predictor.  Its network is copied, never trained in place.
     """
     cfg = config or SSMSRConfig()
     device = fixed.device
@@ -75,12 +82,14 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | Non
         finest = next((lv for lv in range(levels) if math.prod(level_shape(shape, lv)) <= budget), levels - 1)
     fixed_pyr = build_pyramid(fixed.float(), levels)
     moving_pyr = build_pyramid(moving.float(), levels)
+    weights = None
     if cfg.pretrained:
-        from .predictor import Predictor
+        if predictor is None:
+            from .predictor import Predictor
 
-        net = Predictor.load(device=device).model
-        if tuple(net.config()["features"]) != tuple(cfg.features):
-            raise ValueError(f"SSMSR features {cfg.features} differ from the bundled predictor's; set pretrained=False")
+            predictor = Predictor.load(device=device)
+        weights = predictor.describe()
+        net = copy.deepcopy(predictor.model).to(device)
         net.train()
     else:
         net = UNet3D(in_channels=2, out_channels=3, features=cfg.features).to(device)
@@ -89,7 +98,6 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | Non
     curve: list[dict] = []
     scales: list[dict] = []
     fields: list[torch.Tensor] = []
-    total = 0
     n_scales = levels - finest
     for index, level in enumerate(reversed(range(finest, levels))):
         f, m = fixed_pyr[level], moving_pyr[level]
@@ -99,42 +107,39 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | Non
         m_up = warp(m, up, base=base)
         net_in = torch.cat([f, m_up], 1).contiguous(memory_format=torch.channels_last_3d)
         sim = LocalSimilarity(f, cfg.ncc_windows, cfg.ssim_window)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        best = {"loss": float("inf"), "field": up, "state": None}
-        stale = 0
         stage = f"SSMSR scale {index + 1}/{n_scales} {'x'.join(map(str, lshape))}"
-        for step in range(cfg.steps):
-            opt.zero_grad(set_to_none=True)
+
+        def step() -> StepOutput:
             with autocast_context(device):
                 r = net(net_in)
-            r = r.float().contiguous()
-            field = compose(up, r)
+            field = compose(up, r.float().contiguous())
             sims = sim(warp(m, field, base=base))
             loss = (1 - sims["ncc"]) + cfg.ssim_weight * (1 - sims["ssim"]) + cfg.smoothness * smoothness(field)
-            value = float(loss.detach())
-            if not torch.isfinite(loss):
-                break
-            curve.append({"iteration": total, "level": index + 1, "loss": value,
-                          "ncc": float(sims["ncc"].detach()), "ssim": float(sims["ssim"].detach())})
-            total += 1
-            if value < best["loss"] - cfg.min_delta * abs(best["loss"]) or best["state"] is None:
-                best = {"loss": value, "field": field.detach().clone(), "ncc": float(sims["ncc"].detach()), "ssim": float(sims["ssim"].detach()),
-                        "state": {k: t.detach().clone() for k, t in net.state_dict().items()}}
-                stale = 0
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    break
+            record = {"ncc": float(sims["ncc"].detach()), "ssim": float(sims["ssim"].detach())}
+            return StepOutput(loss, record, (field, record))
+
+        def snapshot(payload) -> dict:
+            field, record = payload
+            return {"field": field.detach().clone(), **record,
+                    "state": {k: t.detach().clone() for k, t in net.state_dict().items()}}
+
+        def report(i: int, total: int, value: float, index=index) -> None:
             if callback is not None:
-                callback((index + (step + 1) / cfg.steps) / n_scales, stage, value)
-            loss.backward()
-            opt.step()
-        if best["state"] is not None:
+                callback((index + (i + 1) / (total + 1)) / n_scales, stage, value)
+
+        loop = optimize(step, torch.optim.Adam(net.parameters(), lr=cfg.lr),
+                        LoopSettings(max_steps=cfg.steps, patience=cfg.patience, min_delta=cfg.min_delta),
+                        snapshot=snapshot, callback=report)
+        curve += [{"iteration": len(curve) + i, "level": index + 1, **entry} for i, entry in enumerate(loop.curve)]
+        best = loop.best or {"field": up}
+        if "state" in best:
             net.load_state_dict(best["state"])
         phi = best["field"]
         fields.append(phi)
-        scales.append({"scale": index + 1, "shape": list(lshape), "loss": best["loss"],
-                       "ncc": best.get("ncc"), "ssim": best.get("ssim")})
+        scales.append({"scale": index + 1, "shape": list(lshape), "loss": loop.best_loss,
+                       "ncc": best.get("ncc"), "ssim": best.get("ssim"), "steps": loop.evaluations - 1,
+                       "stopped": loop.stopped})
     if callback is not None:
         callback(1.0, "SSMSR done", scales[-1]["loss"])
-    return SSMSRResult(field=resize_field(phi, shape), loss_curve=curve, scale_losses=scales, scale_fields=fields, steps=total, network=net)
+    return SSMSRResult(field=resize_field(phi, shape), loss_curve=curve, scale_losses=scales, scale_fields=fields,
+                       steps=sum(s["steps"] for s in scales), network=net, weights=weights)

@@ -1,0 +1,73 @@
+"""``tttmedical register`` and ``tttmedical train register``: parsers and runs.
+
+Options come from :mod:`tttmedical.registration.options` (declared once); every check happens
+before any heavy work: options, output folder, input files (then the pipeline checks overlap,
+initial transform and weights before optimising).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..core.options import COMMON, Option, OptionSet
+from ..core.outputs import check_output_dir
+from ..core.progress import Progress
+from .options import REGISTER
+
+NAME = "register"
+TRAIN = OptionSet(
+    Option("output", str, help="folder for weights, model card and training report", short="-o", required=True,
+           metavar="OUTDIR"),
+    Option("steps", int, 4500, "training steps (default 4500, as the bundled weights)", label="number of training steps",
+           minimum=1, maximum=10_000_000),
+) + COMMON
+
+
+def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        NAME, help="refine a deformable registration of MOVING onto FIXED (Reg-TTR, SSMSR or the predictor)",
+        description="Register MOVING onto FIXED. The result is a displacement field in LPS millimetres on the "
+                    "fixed grid (ITK convention: fixed point p maps to p + d(p) in the moving image), usable by "
+                    "ITK, SimpleITK, ANTs and Slicer as a displacement-field transform.",
+        epilog="Outputs in OUTDIR: displacement.nii.gz, warped.nii.gz, jacobian.nii.gz, warped_labels.nii.gz (with "
+               "labels), report.json (metrics before/after, timings, loss curve), figure.png (with --figure). "
+               "A previous result in OUTDIR is replaced as a whole; a folder holding other files is refused.")
+    REGISTER.add_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace, progress: Progress) -> int:
+    from .pipeline import RegisterOptions, read_inputs, register
+
+    values = REGISTER.validate(args)
+    check_output_dir(values["output"])
+    inputs = read_inputs(values["fixed"], values["moving"], values["fixed_labels"], values["moving_labels"])
+    fields = RegisterOptions.__dataclass_fields__
+    options = RegisterOptions(**{k: v for k, v in values.items() if k in fields})
+    report = register(inputs, values["output"], options, progress)
+    if progress.mode != "json":
+        m = report["metrics"]
+        line = f"NCC {m['initial_ncc']:.3f} -> {m['ncc']:.3f}, folding {m['folding_percent']:.3f}%"
+        if "dice" in m:
+            line += f", Dice {m['initial_dice']:.3f} -> {m['dice']:.3f}, HD95 {m['initial_hd95_mm']:.2f} -> {m['hd95_mm']:.2f} mm"
+        print(f"{line}; {report['timings']['total_s']:.1f} s on {report['device']}; results in {values['output']}")
+    return 0
+
+
+def add_train_parser(tasks: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = tasks.add_parser(NAME, help="train the registration predictor (VoxelMorph-style U-Net)")
+    TRAIN.add_arguments(parser)
+    return parser
+
+
+def run_train(args: argparse.Namespace, progress: Progress) -> int:
+    from .training import train_predictor
+
+    values = TRAIN.validate(args)
+    if Path(values["output"]).exists() and not Path(values["output"]).is_dir():
+        check_output_dir(values["output"], "training output folder")
+    report = train_predictor(Path(values["output"]), steps=values["steps"], seed=values["seed"],
+                             device=values["device"], progress=progress)
+    if progress.mode != "json":
+        print(f"weights: {report.get('weights')}  sha256: {report.get('sha256')}")
+    return 0
