@@ -29,6 +29,9 @@ our report (predictor + optimisation), ``ants.registration``, ``itk.elastix_regi
 and for demons histogram matching + the pyramid.  Converting to a dense field and scoring are not
 timed.  Libraries are imported and warmed up on a tiny pair before anything is timed.
 
+Machine, versions, options, timing helpers, tables and the result files (``<output>/registration-
+<date>.md`` and ``.json``) come from the shared harness, ``benchmarks/harness.py``.
+
 Usage::
 
     python benchmarks/registration.py                      # full run, ~4-6 min on 2 quiet cores
@@ -37,21 +40,17 @@ Usage::
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import datetime as _dt
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import harness as H  # benchmarks/harness.py: machine, versions, arguments, timing, tables, result files
+
 PAIRS = ("phantom-pair", "mni-smooth", "mni-bspline")
 REFERENCE = "syn-full"          # the time ratio's denominator
 OURS = ("regttr", "predict", "regttr-pred", "ssmsr")
@@ -92,64 +91,6 @@ class Settings:
         if not quick:
             return cls()
         return cls(quick=True, ours_iterations=5, ssmsr_steps=15, elastix_iterations=32, demons_iterations=(20, 10, 5))
-
-
-# ====================================================================== machine and versions
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return sorted(f for f in flags if f.startswith(("avx512f", "amx", "avx2")))
-    except OSError:
-        pass
-    return []
-
-
-def memory_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return None
-
-
-def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for dist in ("tttmedical", "torch", "numpy", "scipy", "SimpleITK", "antspyx", "itk", "itk-elastix", "nilearn", "mrphantom"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.rstrip("\n")
-        out["git_commit"] = commit + ("+dirty" if dirty else "") if commit else None
-        out["git_modified"] = [line[3:] for line in dirty.splitlines()]
-    except (OSError, subprocess.SubprocessError):
-        out["git_commit"] = None
-    return out
-
-
-def loadavg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
 
 
 # ====================================================================== data
@@ -258,27 +199,23 @@ def run_ours(pair: Pair, settings: Settings, workdir: Path, method: str, weights
     # Images only: the labels are scored below exactly as for the peers.
     inputs = read_inputs(pair.paths["fixed"], pair.paths["moving"])
     outdir = workdir / method
-    t0 = time.perf_counter()
-    report = register(inputs, outdir, options)
-    call_s = time.perf_counter() - t0
+    call_s, report = H.wall(register, inputs, outdir, options)
     timings = report["timings"]
     image, field = _read_field(outdir / "displacement.nii.gz")
     _check_grid((image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()), pair, method)
     extra = {"init_s": timings["init_s"], "refine_s": timings["refine_s"], "engine_total_s": timings["total_s"],
              "call_s": call_s, "iterations": len(report.get("loss_curve") or []),
              "config": report["parameters"].get("config"), "output_dir": str(outdir)}
-    if method in ("predict", "regttr-pred"):
-        from tttmedical.registration.predictor import default_weights_path, sha256_of
-
-        path = Path(weights) if weights else default_weights_path()
-        extra["weights"] = str(path)
-        extra["weights_sha256"] = sha256_of(path)
+    if report.get("weights"):  # the engine's report names the predictor weights it loaded and their checksum
+        extra["weights"] = report["weights"].get("weights")
+        extra["weights_sha256"] = report["weights"].get("sha256")
     if "scale_losses" in report:
         extra["scale_losses"] = report["scale_losses"]
     return Run(field, timings["init_s"] + timings["refine_s"], extra)
 
 
 def run_syn(pair: Pair, settings: Settings, workdir: Path, method: str, **_) -> Run:
+    H.require("antspyx")
     import ants
     import numpy as np
 
@@ -288,9 +225,7 @@ def run_syn(pair: Pair, settings: Settings, workdir: Path, method: str, **_) -> 
     moving = ants.image_read(pair.paths["moving"])
     kwargs = {} if method == "syn" else {"reg_iterations": tuple(settings.syn_full_iterations)}
     with tempfile.TemporaryDirectory(prefix="bench-ants-", dir=workdir) as tmp:
-        t0 = time.perf_counter()
-        reg = ants.registration(fixed, moving, type_of_transform="SyN", outprefix=f"{tmp}/syn_", **kwargs)
-        wall = time.perf_counter() - t0
+        wall, reg = H.wall(ants.registration, fixed, moving, type_of_transform="SyN", outprefix=f"{tmp}/syn_", **kwargs)
         transforms = list(reg["fwdtransforms"])
         composed = ants.apply_transforms(fixed=fixed, moving=moving, transformlist=transforms, compose=f"{tmp}/comp_")
         if not composed or not Path(composed).is_file():
@@ -301,7 +236,7 @@ def run_syn(pair: Pair, settings: Settings, workdir: Path, method: str, **_) -> 
         fl = ants.image_read(pair.paths["fixed_labels"])
         ml = ants.image_read(pair.paths["moving_labels"])
         warped = ants.apply_transforms(fixed=fl, moving=ml, transformlist=transforms, interpolator="nearestNeighbor")
-        native = np.rint(warped.numpy()).astype(np.int16).transpose(2, 1, 0)  # ANTs arrays are (i, j, k)
+        native = np.rint(warped.numpy()).astype(np.int64).transpose(2, 1, 0)  # ANTs arrays are (i, j, k)
         native_dice = label_metrics(pair.fixed_labels.array, native, pair.fixed.spacing)["dice"]
     extra = {"reg_iterations": list(kwargs.get("reg_iterations", (40, 20, 0))), "type_of_transform": "SyN",
              "transforms": [Path(t).name for t in transforms], "native_dice": native_dice}
@@ -320,6 +255,7 @@ def _elastix_params(settings: Settings):
 
 
 def run_elastix(pair: Pair, settings: Settings, workdir: Path, **_) -> Run:
+    H.require("itk-elastix")
     import itk
     import numpy as np
 
@@ -328,9 +264,7 @@ def run_elastix(pair: Pair, settings: Settings, workdir: Path, **_) -> Run:
     fixed = itk.imread(pair.paths["fixed"], itk.F)
     moving = itk.imread(pair.paths["moving"], itk.F)
     params = _elastix_params(settings)
-    t0 = time.perf_counter()
-    _, result = itk.elastix_registration_method(fixed, moving, parameter_object=params, log_to_console=False)
-    wall = time.perf_counter() - t0
+    wall, (_, result) = H.wall(itk.elastix_registration_method, fixed, moving, parameter_object=params, log_to_console=False)
     # transformix writes deformationField.nii into its output directory (the working directory by
     # default): keep it in a temporary folder.
     with tempfile.TemporaryDirectory(prefix="bench-transformix-", dir=workdir) as tmp:
@@ -344,7 +278,7 @@ def run_elastix(pair: Pair, settings: Settings, workdir: Path, **_) -> Run:
         result.SetParameter(0, "FinalBSplineInterpolationOrder", "0")
         labels = itk.imread(pair.paths["moving_labels"], itk.F)
         warped = itk.transformix_filter(labels, result, output_directory=tmp)
-        native = np.rint(itk.array_from_image(warped)).astype(np.int16)
+        native = np.rint(itk.array_from_image(warped)).astype(np.int64)
     native_dice = label_metrics(pair.fixed_labels.array, native, pair.fixed.spacing)["dice"]
     pmap = dict(params.GetParameterMap(0))
     extra = {"parameter_map": {k: list(v) for k, v in pmap.items()}, "native_dice": native_dice}
@@ -399,9 +333,7 @@ def run_demons(pair: Pair, settings: Settings, workdir: Path, **_) -> Run:
 
     fixed = sitk.ReadImage(pair.paths["fixed"], sitk.sitkFloat32)
     moving = sitk.ReadImage(pair.paths["moving"], sitk.sitkFloat32)
-    t0 = time.perf_counter()
-    field_image, demons = demons_register(fixed, moving, settings)
-    wall = time.perf_counter() - t0
+    wall, (field_image, demons) = H.wall(demons_register, fixed, moving, settings)
     _check_grid((field_image.GetSize(), field_image.GetSpacing(), field_image.GetOrigin(), field_image.GetDirection()), pair, "demons")
     field = sitk.GetArrayFromImage(field_image).astype(np.float64)
     extra = {"filter": "FastSymmetricForcesDemonsRegistrationFilter", "histogram_matching": "1024 levels, 7 match points, threshold at mean",
@@ -474,12 +406,12 @@ def warm_up(methods, settings: Settings, workdir: Path, weights, log) -> None:
                 register(inputs, tmp / "pred", RegisterOptions(method="predict", weights=weights, device="cpu"))
             except Exception:  # noqa: BLE001 - reported when the method itself runs
                 pass
-    if any(m in ("syn", "syn-full") for m in methods):
+    if any(m in ("syn", "syn-full") for m in methods) and H.installed("antspyx"):
         import ants
 
         ants.registration(ants.image_read(str(fixed_path)), ants.image_read(str(moving_path)), type_of_transform="SyN",
                           reg_iterations=(2, 0, 0), outprefix=str(tmp / "syn_"))
-    if "elastix" in methods:
+    if "elastix" in methods and H.installed("itk-elastix"):
         import itk
 
         params = itk.ParameterObject.New()
@@ -499,31 +431,6 @@ def warm_up(methods, settings: Settings, workdir: Path, weights, log) -> None:
 
 
 # ====================================================================== tables
-def _fmt_time(value) -> str:
-    if not value:
-        return "–"
-    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
-
-
-def _fmt_ratio(value) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.2f}" if value >= 0.1 else f"{value:.3f}"
-
-
-def _fmt(value, digits: int = 3) -> str:
-    if value is None:
-        return "–"
-    try:
-        import math
-
-        if math.isnan(value):
-            return "–"
-    except TypeError:
-        return str(value)
-    return f"{value:.{digits}f}"
-
-
 COLUMNS = ("Method", "Dice", "HD95 (mm)", "SDlogJ", "Fold %", "EPE (mm)", "Time (s)", "× SyN(40,20,10)")
 
 
@@ -531,50 +438,33 @@ def _row(label: str, r: dict, with_epe: bool) -> list[str]:
     if r.get("status") != "ok":
         cells = [label] + [r.get("status", "failed")] + [""] * (len(COLUMNS) - 2)
         return cells if with_epe else cells[:5] + cells[6:]
-    cells = [label, _fmt(r["dice"]), _fmt(r["hd95_mm"], 2), _fmt(r["sdlogj"]), _fmt(r["folding_percent"], 3),
-             _fmt(r.get("epe_mm"), 2), _fmt_time(r["wall_s"]), _fmt_ratio(r.get("ratio")) if r["wall_s"] else "–"]
+    cells = [label, H.fmt(r["dice"]), H.fmt(r["hd95_mm"], 2), H.fmt(r["sdlogj"]), H.fmt(r["folding_percent"], 3),
+             H.fmt(r.get("epe_mm"), 2), H.fmt_time(r["wall_s"]), H.fmt_ratio(r.get("ratio"))]
     return cells if with_epe else cells[:5] + cells[6:]
-
-
-def _table(header: list[str], rows: list[list[str]], numeric: bool = True) -> str:
-    align = ["---"] + (["---:"] if numeric else ["---"]) * (len(header) - 1)
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def pair_table(pair_name: str, results: dict) -> str:
     with_epe = any("epe_mm" in r for r in results.values() if r.get("status") == "ok")
     header = list(COLUMNS) if with_epe else list(COLUMNS[:5] + COLUMNS[6:])
     rows = [_row(METHODS[k][0], r, with_epe) for k, r in results.items()]
-    return _table(header, rows)
+    return H.table(header, rows)
+
+
+METRICS = ("dice", "hd95_mm", "sdlogj", "sdlogj_plus3", "folding_percent", "epe_mm", "wall_s", "ratio")
 
 
 def summary(all_results: dict, methods) -> dict:
     """Mean over pairs of each metric, per method (EPE: over the pairs that have a true field)."""
-    import numpy as np
-
-    out = {}
-    for key in methods:
-        rows = [res[key] for res in all_results.values() if key in res and res[key].get("status") == "ok"]
-        if not rows:
-            continue
-        entry = {"pairs": len(rows)}
-        for metric in ("dice", "hd95_mm", "sdlogj", "sdlogj_plus3", "folding_percent", "epe_mm", "wall_s", "ratio"):
-            values = [r[metric] for r in rows if r.get(metric) is not None and np.isfinite(r[metric])]
-            entry[metric] = float(np.mean(values)) if values else None
-        entry["complete"] = len(rows) == len(all_results)
-        out[key] = entry
-    return out
+    return H.summarise(all_results, methods, METRICS, count_key="pairs")
 
 
 def summary_table(summ: dict) -> str:
     rows = []
     for key, s in summ.items():
         label = METHODS[key][0] + ("" if s["complete"] else f" ({s['pairs']} pairs)")
-        rows.append([label, _fmt(s["dice"]), _fmt(s["hd95_mm"], 2), _fmt(s["sdlogj"]), _fmt(s["folding_percent"], 3),
-                     _fmt(s["epe_mm"], 2), _fmt_time(s["wall_s"]), _fmt_ratio(s["ratio"]) if s["wall_s"] else "–"])
-    return _table(list(COLUMNS), rows)
+        rows.append([label, H.fmt(s["dice"]), H.fmt(s["hd95_mm"], 2), H.fmt(s["sdlogj"]), H.fmt(s["folding_percent"], 3),
+                     H.fmt(s["epe_mm"], 2), H.fmt_time(s["wall_s"]), H.fmt_ratio(s["ratio"])])
+    return H.table(list(COLUMNS), rows)
 
 
 def goals(all_results: dict) -> list[dict]:
@@ -627,25 +517,19 @@ def sanity(all_results: dict) -> list[str]:
     return problems
 
 
+VERSION_KEYS = ("tttmedical", "git_commit", "torch", "SimpleITK", "antspyx", "itk-elastix", "python")
+
+
 def markdown(doc: dict) -> str:
-    m = doc["machine"]
-    lines = [f"# Registration benchmark ({doc['date'][:10]}{', quick' if doc['quick'] else ''})", ""]
-    lines += [f"Machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), {m['memory_gib']} GiB; "
-              f"torch {doc['versions'].get('torch')} with {m['torch_threads']} threads, ITK/ANTs/elastix threads "
-              f"{m['itk_threads']}. Load average (1/5/15 min) at start {doc['loadavg_start']}, at end {doc['loadavg_end']}. "
-              f"Total run time {doc['total_s'] / 60:.1f} min (data {doc['data_s']:.0f} s).", ""]
-    v = doc["versions"]
-    if doc.get("git_commit_at_end") != v.get("git_commit"):
-        lines += [f"**The repository changed during the run** ({v.get('git_commit')} at start, {doc.get('git_commit_at_end')} "
-                  "at the end); the engine code was imported at the start.", ""]
-    lines += ["Versions: " + ", ".join(f"{k} {v[k]}" for k in ("tttmedical", "git_commit", "torch", "SimpleITK", "antspyx", "itk-elastix", "python") if v.get(k)), ""]
+    lines = H.Run.header(doc, "Registration benchmark", threads_note=f", ITK/ANTs/elastix threads {doc['machine']['itk_threads']}",
+                         time_note=f" (data {doc['data_s']:.0f} s)", version_keys=VERSION_KEYS)
     lines += ["## Summary (mean over pairs)", "", summary_table(doc["summary"]), ""]
     for pair_name, res in doc["results"].items():
         info = doc["pairs"][pair_name]
         lines += [f"## {pair_name}", "", f"{info['description']} Grid {'×'.join(map(str, info['shape_kji'][::-1]))} (I×J×K) at "
                   f"{'×'.join(f'{s:g}' for s in info['spacing_mm'])} mm.", "", pair_table(pair_name, res), ""]
     if doc["goals"]:
-        lines += ["## Goals of issue 2", "", _table(["Pair", "Goal", "Value", "Met"],
+        lines += ["## Goals of issue 2", "", H.table(["Pair", "Goal", "Value", "Met"],
                   [[g["pair"], g["goal"], g["value"], "yes" if g["met"] else "**no**"] for g in doc["goals"]], numeric=False), ""]
     lines += ["## Sanity checks", ""]
     lines += [f"- {p}" for p in doc["sanity"]] or ["- Every method improves Dice over identity on every pair; the ANTs and "
@@ -658,7 +542,9 @@ def markdown(doc: dict) -> str:
         "- All label metrics are computed the same way: each method's transform is turned into a dense LPS-mm displacement "
         "field on the fixed grid (ITK convention, fixed point p -> p + d(p) in moving space), the moving labels are "
         "resampled through it with nearest neighbour, and the Jacobian is taken of that field.",
-        "- Dice: mean over foreground labels. HD95: symmetric 95th-percentile surface distance in mm, mean over labels. "
+        "- Dice: mean over foreground labels. HD95: symmetric 95th-percentile surface distance in mm, mean over labels; a "
+        "label that vanished from the warped map counts at the grid diagonal (its Dice at 0) and is listed in the JSON's "
+        "`labels_missing`. "
         "SDlogJ: std of log J over the whole fixed grid (J clipped at 1e-9, so folding dominates; std(log(J+3)) is in the "
         "JSON). Fold %: voxels with J <= 0. EPE (MNI pairs only): mean |d - d_true| in mm inside the fixed brain mask, "
         "d_true from `true_displacement.nii.gz` (same convention).",
@@ -677,63 +563,46 @@ def markdown(doc: dict) -> str:
 
 # ====================================================================== main
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Registration benchmark: Reg-TTR / predictor / SSMSR against ANTs SyN, "
-                                            "elastix B-spline and SimpleITK demons on the sample pairs.")
-    p.add_argument("--data", default=None, help="cache folder for the sample pairs (default bench-output/data, "
-                                                  "bench-output/data-small with --quick)")
-    p.add_argument("--output", default="bench-output", help="folder for registration.md, registration.json and runs/")
-    p.add_argument("--quick", action="store_true", help="small samples and fewer iterations: checks the script in a few minutes")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
-                   help=f"comma-separated subset of: {', '.join(METHODS)} (identity is always added)")
+    p = H.base_parser("registration", "Registration benchmark: Reg-TTR / predictor / SSMSR against ANTs SyN, "
+                                      "elastix B-spline and SimpleITK demons on the sample pairs.", list(METHODS),
+                      quick_help="small samples and fewer iterations: checks the script in a few minutes",
+                      data_help="cache folder for the sample pairs (default bench-output/data, bench-output/data-small "
+                                "with --quick)", methods_note=" (identity is always added)")
     p.add_argument("--pairs", default=",".join(PAIRS), help=f"comma-separated subset of: {', '.join(PAIRS)}")
     p.add_argument("--weights", default=None, help="predictor weights (default: the bundled ones)")
-    p.add_argument("--threads", type=int, default=2, help="threads for torch, ITK, ANTs and elastix (default 2)")
     p.add_argument("--seed", type=int, default=0, help="sample-data seed (default 0)")
     args = p.parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        p.error(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    methods = H.choose(p, args.methods, METHODS)
     args.methods = ["identity"] + [m for m in DEFAULT_METHODS if m in methods and m != "identity"]
-    pairs = [x.strip() for x in args.pairs.split(",") if x.strip()]
-    bad = [x for x in pairs if x not in PAIRS]
-    if bad:
-        p.error(f"unknown pair(s) {', '.join(bad)}; choose from {', '.join(PAIRS)}")
-    args.pairs = pairs
+    args.pairs = H.choose(p, args.pairs, PAIRS, "pair")
     return args
+
+
+def _skippable(key: str):
+    """Without weights the predictor methods are skipped (an input problem), not failed (so are
+    peers that are not installed: :class:`harness.Unavailable`)."""
+    from tttmedical.core.errors import InputError
+
+    return lambda exc: isinstance(exc, InputError) and key in ("predict", "regttr-pred")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    # Thread counts must be set before ITK (itk-elastix, ANTs) is first imported.
-    os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(args.threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    sys.path.insert(0, str(REPO / "TTTMedical"))  # run from a checkout without installing
-
-    import numpy as np
-    import SimpleITK as sitk
+    H.set_threads(args.threads)  # before ITK (itk-elastix, ANTs) is first imported
     import torch
 
-    torch.set_num_threads(args.threads)
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(args.threads)
-
-    def log(message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-    t_start = time.perf_counter()
-    load_start = loadavg()
-    versions_start = versions()  # the code under test is imported now: record its commit now
-    started = _dt.datetime.now().astimezone()
+    log = H.log
+    bench = H.Run("registration", args.quick, argv, extra_dists=("nilearn", "mrphantom"))  # records the commit under test
     output = Path(args.output)
     data_dir = Path(args.data) if args.data else output / ("data-small" if args.quick else "data")
     workdir = output / "runs"
     workdir.mkdir(parents=True, exist_ok=True)
     settings = Settings.make(args.quick)
-    log(f"machine: {cpu_model()}, {os.cpu_count()} cores, load {load_start}; torch {torch.__version__} "
+    log(f"machine: {H.cpu_model()}, {os.cpu_count()} cores, load {bench.loadavg_start}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); methods {', '.join(args.methods)}")
 
     paths = prepare_data(data_dir, args.pairs, args.quick, args.seed, log)
-    data_s = time.perf_counter() - t_start
+    data_s = bench.elapsed()
     warm_up(args.methods, settings, workdir, args.weights, log)
 
     all_results: dict[str, dict] = {}
@@ -749,75 +618,55 @@ def main(argv=None) -> int:
         (workdir / pair_name).mkdir(parents=True, exist_ok=True)
         for key in args.methods:
             label = METHODS[key][0]
-            entry = {"status": "ok", "loadavg_before": loadavg()}
-            try:
-                run = RUNNERS[key](pair, settings, workdir / pair_name, method=key, weights=args.weights)
-                entry.update(score(pair, run.field_mm))
-                entry["wall_s"] = run.wall_s
-                entry["extra"] = run.extra
-            except Exception as exc:  # noqa: BLE001 - one failing method must not lose the others' results
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                from tttmedical.core.errors import InputError
+            entry = {"status": "ok", "loadavg_before": H.loadavg()}
 
-                if isinstance(exc, InputError) and key in ("predict", "regttr-pred"):
-                    entry["status"] = "skipped"
-                    skipped.append(f"{label} on {pair_name}: {message}")
-                else:
-                    entry["status"] = "failed"
-                    traceback.print_exc()
-                entry["error"] = message
-                log(f"{pair_name:12s} {label:32s} {entry['status']}: {message}")
+            def attempt():
+                run = RUNNERS[key](pair, settings, workdir / pair_name, method=key, weights=args.weights)
+                return run, score(pair, run.field_mm)
+
+            done, problem = H.guarded(attempt, skip=_skippable(key))
+            if problem:
+                entry.update(problem)
+                if problem["status"] == "skipped":
+                    skipped.append(f"{label} on {pair_name}: {problem['error']}")
+                log(f"{pair_name:12s} {label:32s} {entry['status']}: {entry['error']}")
                 results[key] = entry
                 continue
+            run, scores = done
+            entry.update(scores)
+            entry["wall_s"] = run.wall_s
+            entry["extra"] = run.extra
             results[key] = entry
             log(f"{pair_name:12s} {label:32s} Dice {entry['dice']:.3f}  HD95 {entry['hd95_mm']:6.2f}  "
                 f"SDlogJ {entry['sdlogj']:.3f}  fold {entry['folding_percent']:.3f}%"
                 + (f"  EPE {entry['epe_mm']:.2f} mm" if "epe_mm" in entry else "") + f"  {run.wall_s:8.2f} s")
-        ref = results.get(REFERENCE, {})
-        for key, entry in results.items():
-            if entry.get("status") == "ok":
-                entry["ratio"] = (entry["wall_s"] / ref["wall_s"]) if ref.get("status") == "ok" and ref["wall_s"] > 0 and entry["wall_s"] > 0 else None
+        H.add_ratios(results, REFERENCE)
         all_results[pair_name] = results
         print("\n" + f"## {pair_name}\n\n" + pair_table(pair_name, results) + "\n", flush=True)
 
-    total_s = time.perf_counter() - t_start
-    doc = {
-        "benchmark": "registration",
-        "date": started.isoformat(timespec="seconds"),
-        "quick": args.quick,
-        "command": " ".join([Path(sys.argv[0]).name] + (argv if argv is not None else sys.argv[1:])),
-        "machine": {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(),
-                    "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-                    "memory_gib": memory_gib(), "torch_threads": torch.get_num_threads(),
-                    "itk_threads": int(os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"]), "device": "cpu"},
-        "versions": versions_start,
-        "git_commit_at_end": versions().get("git_commit"),
-        "loadavg_start": load_start,
-        "loadavg_end": loadavg(),
-        "total_s": total_s,
-        "data_s": data_s,
-        "methods": args.methods,
-        "settings": dataclasses.asdict(settings),
-        "reference": REFERENCE,
-        "pairs": pair_info,
-        "results": all_results,
-        "summary": summary(all_results, args.methods),
-        "goals": goals(all_results),
-        "sanity": sanity(all_results),
-        "skipped": skipped,
-    }
-    text = markdown(doc)
-    (output / "registration.md").write_text(text)
-    from tttmedical.core.report import to_jsonable
-
-    (output / "registration.json").write_text(json.dumps(to_jsonable(doc), indent=2) + "\n")
+    machine = H.machine_info(torch_threads=torch.get_num_threads(),
+                             itk_threads=int(os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"]), device="cpu")
+    doc = bench.document(
+        machine,
+        data_s=data_s,
+        methods=args.methods,
+        settings=dataclasses.asdict(settings),
+        reference=REFERENCE,
+        pairs=pair_info,
+        results=all_results,
+        summary=summary(all_results, args.methods),
+        goals=goals(all_results),
+        sanity=sanity(all_results),
+        skipped=skipped,
+    )
+    md_path, json_path = bench.write(output, doc, markdown(doc))
     print("\n" + "## Summary (mean over pairs)\n\n" + summary_table(doc["summary"]) + "\n")
     for g in doc["goals"]:
         print(f"goal [{g['pair']}] {g['goal']}: {g['value']} -> {'met' if g['met'] else 'NOT met'}")
     for problem in doc["sanity"]:
         print(f"SANITY: {problem}")
-    log(f"total {total_s / 60:.1f} min; load {load_start} -> {doc['loadavg_end']}; wrote {output / 'registration.md'} and registration.json")
-    return 1 if any(r.get("status") == "failed" for res in all_results.values() for r in res.values()) else 0
+    log(f"total {doc['total_s'] / 60:.1f} min; load {doc['loadavg_start']} -> {doc['loadavg_end']}; wrote {md_path} and {json_path.name}")
+    return 1 if H.any_failed(all_results) else 0
 
 
 if __name__ == "__main__":
