@@ -3,8 +3,10 @@
 * **torch** only through the PyTorch extension (``PyTorchUtils``), which picks a build matching the
   GPU driver (light-the-torch).  Without the extension the user gets one sentence saying to install
   it from the Extensions Manager.
-* The other engine requirements through ``slicer.packaging.pip_ensure`` (Slicer >= 5.10), falling
-  back to ``slicer.util.pip_install`` on older versions.
+* The other engine requirements through ``slicer.packaging.pip_ensure`` (it first appears in Slicer
+  5.12: ``Base/Python/slicer/packaging.py``; it asks the user before installing).  On Slicer 5.10
+  (no ``slicer.packaging``) the user is asked with ``slicer.util.confirmOkCancelDisplay`` first,
+  then ``slicer.util.pip_install`` installs; declining raises :class:`DependencyError`.
 * **SimpleITK** is never installed: Slicer bundles its own and the engine uses it.
 * Nothing is installed while Slicer runs in testing mode: a missing package is reported instead.
 
@@ -90,20 +92,34 @@ def ensure_packages(log: Callable[[str], None] = print, testing: bool = False, r
         raise DependencyError(f"Missing Python packages ({', '.join(missing)}) and Slicer runs in testing mode, so nothing is installed.")
     import slicer
 
-    log(f"Installing {', '.join(missing)}...")
-    packaging = getattr(slicer, "packaging", None)
-    if packaging is None:
-        try:
-            import slicer.packaging as packaging  # noqa: F811 - Slicer >= 5.10
-        except ImportError:
-            packaging = None
+    packaging = _slicer_packaging(slicer)
     if packaging is not None and hasattr(packaging, "pip_ensure"):
-        packaging.pip_ensure(missing, requester=requester)
+        log(f"Installing {', '.join(missing)}...")
+        try:
+            packaging.pip_ensure(missing, requester=requester)
+        except RuntimeError as exc:  # raised when the user declines
+            raise DependencyError(f"{requester} needs {', '.join(missing)}; the installation was declined ({exc}).") from None
     else:
+        question = (f"{requester} needs these Python packages: {', '.join(missing)}.\n\n"
+                    f"Install them now with pip? This can take a few minutes.")
+        if not slicer.util.confirmOkCancelDisplay(question, windowTitle=f"{requester}: install Python packages"):
+            raise DependencyError(f"{requester} needs {', '.join(missing)}; the installation was declined.")
+        log(f"Installing {', '.join(missing)}...")
         slicer.util.pip_install(missing)
     still = missing_requirements(missing)
     if still:
         raise DependencyError(f"Python packages {', '.join(still)} could not be installed; install them from the Python console with pip.")
+
+
+def _slicer_packaging(slicer):
+    """``slicer.packaging`` (Slicer >= 5.12) or None."""
+    packaging = getattr(slicer, "packaging", None)
+    if packaging is None:
+        try:
+            import slicer.packaging as packaging
+        except ImportError:
+            packaging = None
+    return packaging
 
 
 def ensure_dependencies(log: Callable[[str], None] = print, testing: bool | None = None, ask: bool = True) -> None:

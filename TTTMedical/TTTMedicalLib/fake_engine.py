@@ -1,7 +1,10 @@
-"""A stand-in for ``python -m tttmedical register`` used by the scene-layer tests.
+"""A stand-in for ``tttmedical register`` (no torch) for self-tests and scene tests.
 
 Speaks the engine's contract (JSON progress lines on stdout, outputs in ``-o OUTDIR``, exit status
-0/1/2) without torch.  ``FAKE_ENGINE_BEHAVIOUR`` selects what it does:
+0/1/2) and parses the real option declarations (``tttmedical.registration.options.REGISTER``), so
+a flag the scene layer passes that the engine does not know fails here too.  Run as a script;
+:func:`process_factory` gives the runner a process factory that starts it instead of the engine.
+``FAKE_ENGINE_BEHAVIOUR`` selects what it does:
 
 * ``success``     writes a constant displacement ``FAKE_SHIFT_LPS`` (mm), the moving image resampled
                   through it, a Jacobian of ones, warped labels (if given) and ``report.json``
@@ -10,6 +13,8 @@ Speaks the engine's contract (JSON progress lines on stdout, outputs in ``-o OUT
 * ``stubborn``    like ``slow`` but ignores SIGTERM (the runner must escalate to SIGKILL)
 * ``input_error`` reports a bad input (``error`` event + stderr sentence) and exits 2
 * ``crash``       prints a traceback to stderr and exits 1
+
+Imports only the standard library at module level (numpy and SimpleITK when it runs).
 """
 from __future__ import annotations
 
@@ -23,6 +28,21 @@ import time
 from pathlib import Path
 
 FAKE_SHIFT_LPS = (1.5, -2.0, 0.75)
+BEHAVIOURS = ("success", "slow", "stubborn", "input_error", "crash")
+
+
+def process_factory(behaviour: str = "success"):
+    """A runner process factory that runs this script (same interpreter and arguments) instead of the engine."""
+    if behaviour not in BEHAVIOURS:
+        raise ValueError(f"unknown fake engine behaviour {behaviour!r}")
+
+    def start(command, env, cwd=None):
+        from .runner import default_process_factory, engine_arguments
+
+        env = dict(env, FAKE_ENGINE_BEHAVIOUR=behaviour)
+        return default_process_factory([command[0], str(Path(__file__).resolve()), *engine_arguments(command)], env, cwd)
+
+    return start
 
 
 def emit(**event):
@@ -31,22 +51,11 @@ def emit(**event):
 
 
 def parse(argv):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("command")
-    parser.add_argument("fixed")
-    parser.add_argument("moving")
-    parser.add_argument("-o", "--output", required=True)
-    parser.add_argument("--init")
-    parser.add_argument("--method", default="regttr")
-    parser.add_argument("--fixed-labels")
-    parser.add_argument("--moving-labels")
-    parser.add_argument("--iterations", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--smoothness", type=float)
-    parser.add_argument("--modality", default="mri")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--progress", default="bar")
+    from tttmedical.registration.options import REGISTER
+
+    parser = argparse.ArgumentParser(prog="tttmedical")
+    parser.add_argument("command", choices=["register"])
+    REGISTER.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -102,7 +111,7 @@ def success(args) -> None:
         "timings": {"total_s": 0.1, "init_s": 0.0, "refine_s": 0.1},
         "loss_curve": [{"iteration": i, "level": 0, "loss": 1.0 / (i + 1)} for i in range(5)],
         "device": "cpu (fake)",
-        "parameters": {k: v for k, v in vars(args).items()},
+        "parameters": vars(args),
     }
     (out / "report.json").write_text(json.dumps(report))
     emit(event="done", outputs=outputs, report=str(out / "report.json"))

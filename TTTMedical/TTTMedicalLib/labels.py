@@ -1,10 +1,15 @@
 """Segmentations / label maps -> label volumes with matched label values, and back.
 
-The engine compares label ``n`` of the fixed label volume with label ``n`` of the moving one, so
-segments are matched **by name**: the fixed segmentation's segments, in their order, get labels
-1, 2, ...; the moving segmentation must contain a segment with each of those names (extra moving
-segments are ignored).  A label map volume node is accepted too: its label values become segments
-named ``Label_<value>`` (Slicer's import naming), so two label maps match by value.
+The engine compares label ``n`` of the fixed label volume with label ``n`` of the moving one; the
+fixed input's segments, in their order, get labels 1, 2, ... and each needs a partner in the moving
+input (extra moving segments are ignored):
+
+* two **label map volumes** are matched **by label value**.  Slicer names the segments imported from
+  a label map after its colour table ("jake", "Peach" with the *Labels* table; ``Label_<value>``
+  only without a colour node), so two label maps with different colour tables still match;
+* otherwise (two segmentations, or a segmentation and a label map) segments are matched **by name**.
+
+The fixed input's segment names name the labels of the results (warped segmentation, Dice rows).
 
 Labels are rasterised on the grid of the volume they belong to (fixed segmentation on the fixed
 volume, moving on the moving volume) with Slicer's own export
@@ -69,6 +74,32 @@ def _export(segmentation_node, segment_ids: list[str], reference_node, scene) ->
     return array
 
 
+def _match_by_value(fixed_seg, fixed_ids: list[str], moving_seg, moving_name: str) -> list[str]:
+    """Moving segment IDs with the fixed segments' label values (label maps)."""
+    moving = moving_seg.GetSegmentation()
+    by_value = {moving.GetNthSegment(i).GetLabelValue(): moving.GetNthSegmentID(i) for i in range(moving.GetNumberOfSegments())}
+    values = [fixed_seg.GetSegmentation().GetSegment(segment_id).GetLabelValue() for segment_id in fixed_ids]
+    missing = [value for value in values if value not in by_value]
+    if missing:
+        raise InputError(
+            f"The moving label map '{moving_name}' has no voxel with label value {', '.join(map(str, missing))}; "
+            f"label maps are matched by value, so select the moving label map with the same labels as the fixed one."
+        )
+    return [by_value[value] for value in values]
+
+
+def _match_by_name(names: list[str], moving_seg, moving_name: str) -> list[str]:
+    """Moving segment IDs with the fixed segments' names (segmentations)."""
+    moving_ids = [moving_seg.GetSegmentation().GetSegmentIdBySegmentName(name) for name in names]
+    missing = [name for name, segment_id in zip(names, moving_ids) if not segment_id]
+    if missing:
+        raise InputError(
+            f"The moving segmentation '{moving_name}' has no segment named {', '.join(repr(m) for m in missing)}; "
+            f"segments are matched by name, so rename them to match the fixed segmentation."
+        )
+    return moving_ids
+
+
 def matched_label_volumes(fixed_segmentation, moving_segmentation, fixed_node, moving_node,
                           fixed_grid: Volume, moving_grid: Volume, scene=None) -> tuple[Volume, Volume, list[str]]:
     """Fixed and moving label volumes with the same label value for the same segment name.
@@ -89,16 +120,10 @@ def matched_label_volumes(fixed_segmentation, moving_segmentation, fixed_node, m
         if not names:
             raise InputError(f"The fixed segmentation '{_name(fixed_segmentation)}' has no segments; add segments or clear it.")
         fixed_ids = [fixed_seg.GetSegmentation().GetNthSegmentID(i) for i in range(len(names))]
-        moving_ids = []
-        missing = []
-        for name in names:
-            segment_id = moving_seg.GetSegmentation().GetSegmentIdBySegmentName(name)
-            (moving_ids.append(segment_id) if segment_id else missing.append(name))
-        if missing:
-            raise InputError(
-                f"The moving segmentation '{_name(moving_segmentation)}' has no segment named "
-                f"{', '.join(repr(m) for m in missing)}; segments are matched by name, so rename them to match the fixed segmentation."
-            )
+        if fixed_segmentation.IsA("vtkMRMLLabelMapVolumeNode") and moving_segmentation.IsA("vtkMRMLLabelMapVolumeNode"):
+            moving_ids = _match_by_value(fixed_seg, fixed_ids, moving_seg, _name(moving_segmentation))
+        else:
+            moving_ids = _match_by_name(names, moving_seg, _name(moving_segmentation))
         fixed_labels = _export(fixed_seg, fixed_ids, fixed_node, scene)
         moving_labels = _export(moving_seg, moving_ids, moving_node, scene)
     for labels, node, role, volume_role in ((fixed_labels, fixed_segmentation, "fixed", fixed_node),

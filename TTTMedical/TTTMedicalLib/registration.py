@@ -17,36 +17,35 @@ Outputs (new nodes in a subject hierarchy folder next to the moving volume): the
 (with Slicer's moving/fixed registration references), the warped moving volume and the Jacobian
 determinant on the fixed grid, the warped moving segmentation (if segmentations were given), a
 metrics table (initial vs refined) and a loss plot.  Nothing is added to the scene unless the
-engine succeeded; the temporary folder is always removed.
+engine succeeded; the temporary folder is always removed (both by :class:`~.job.EngineJob`).
+
+Settings use the engine's option names and declarations (``tttmedical.registration.options``):
+``method``, ``iterations``, ``lr``, ``smoothness``, ``levels``, ``modality``, ``figure``, ``device``,
+``seed``; ``None`` leaves the method's own default.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import SimpleITK as sitk
 import vtk
 
 import slicer
-from tttmedical.core.errors import CancelledError, InputError
+from tttmedical.core.errors import InputError
+from tttmedical.core.options import COMMON, OptionSet
+from tttmedical.registration.options import SETTINGS
 
 from . import labels as labels_lib
 from . import results as results_lib
 from . import transforms as transforms_lib
 from . import volumes as volumes_lib
-from .runner import EngineRunner, RunResult
-from .scene import (create_output_folder, get_scene, node_ids, place_in_folder, remove_nodes_added_since,
-                    subject_hierarchy)
+from .job import EngineJob, settings_class
+from .runner import RunResult
+from .scene import create_output_folder, get_scene, place_in_folder
 
-METHODS = ("regttr", "ssmsr", "predict")
-DEVICES = ("auto", "cpu", "cuda")
-MODALITIES = ("mri", "ct", "none")
 OUTPUT_FILES = {
     "displacement": "displacement.nii.gz",
     "warped": "warped.nii.gz",
@@ -54,51 +53,20 @@ OUTPUT_FILES = {
     "warped_labels": "warped_labels.nii.gz",
     "report": "report.json",
 }
+METRICS_COLUMNS = ("metric", "initial", "refined")
+LOSS_PLOT = dict(title="Refinement loss", x_title="step (all pyramid levels)")
 
 
 def _name(node) -> str:
     return node.GetName() or node.GetID()
 
 
-@dataclasses.dataclass
-class RegistrationSettings:
-    """Engine options; ``None`` leaves the engine's default for the chosen method (and for whether an
-    initial transform is given).  ``modality`` picks the intensity normalisation: ``mri``
-    (0.5-99.5 percentiles), ``ct`` (soft-tissue window) or ``none``."""
+SCENE_OPTIONS = SETTINGS + OptionSet(COMMON["device"], COMMON["seed"])
+"""What a scene run sets: the method settings plus device and seed (progress is always JSON)."""
 
-    method: str = "regttr"
-    iterations: int | None = None
-    learning_rate: float | None = None
-    smoothness: float | None = None
-    modality: str = "mri"
-    device: str = "auto"
-    seed: int | None = 0
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise InputError(f"Unknown method '{self.method}'; use one of {', '.join(METHODS)}.")
-        if self.modality not in MODALITIES:
-            raise InputError(f"Unknown intensity normalisation '{self.modality}'; use one of {', '.join(MODALITIES)}.")
-        if self.device not in DEVICES:
-            raise InputError(f"Unknown device '{self.device}'; use one of {', '.join(DEVICES)}.")
-        if self.iterations is not None and self.iterations < 1:
-            raise InputError(f"The number of iterations must be at least 1 (got {self.iterations}).")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise InputError(f"The learning rate must be positive (got {self.learning_rate}).")
-        if self.smoothness is not None and self.smoothness < 0:
-            raise InputError(f"The smoothness weight cannot be negative (got {self.smoothness}).")
-
-    def arguments(self) -> list[str]:
-        args = ["--method", self.method, "--modality", self.modality, "--device", self.device]
-        if self.iterations is not None:
-            args += ["--iterations", str(int(self.iterations))]
-        if self.learning_rate is not None:
-            args += ["--lr", f"{float(self.learning_rate):.10g}"]
-        if self.smoothness is not None:
-            args += ["--smoothness", f"{float(self.smoothness):.10g}"]
-        if self.seed is not None:
-            args += ["--seed", str(int(self.seed))]
-        return args
+RegistrationSettings = settings_class(
+    "RegistrationSettings", SCENE_OPTIONS,
+    "Registration options (engine names and defaults; ``None`` = the method's own default).")
 
 
 @dataclasses.dataclass
@@ -178,9 +146,10 @@ def write_initial_transform(transform_node, fixed_grid, folder: Path) -> Path:
     return path
 
 
-def prepare_inputs(inputs: RegistrationInputs, folder: Path, scene=None) -> tuple[list[str], dict]:
-    """Write the inputs into ``folder``; returns the engine arguments (without options) and context
-    (``label_names``).  Raises :class:`InputError`; the scene is left unchanged either way."""
+def prepare_inputs(inputs: RegistrationInputs, folder: Path, scene=None, output_dir: Path | None = None) -> tuple[list[str], dict]:
+    """Write the inputs into ``folder``; returns the engine arguments (without options; ``-o``
+    ``output_dir``, by default ``folder/output``) and context (``label_names``).  Raises
+    :class:`InputError`; the scene is left unchanged either way."""
     validate_inputs(inputs)
     scene = get_scene(scene, inputs.fixed)
     fixed = volumes_lib.volume_from_node(inputs.fixed, "fixed volume", world=True)
@@ -189,7 +158,7 @@ def prepare_inputs(inputs: RegistrationInputs, folder: Path, scene=None) -> tupl
     moving.validate(f"moving volume '{_name(inputs.moving)}'")
     fixed_path = fixed.write(folder / "fixed.nrrd", compress=False)
     moving_path = moving.write(folder / "moving.nrrd", compress=False)
-    args = ["register", str(fixed_path), str(moving_path), "-o", str(folder / "output")]
+    args = ["register", str(fixed_path), str(moving_path), "-o", str(output_dir or folder / "output")]
     context: dict = {"label_names": None}
     init = initial_transform_node(inputs)
     if init is not None:
@@ -210,173 +179,60 @@ def _output_path(result: RunResult, output_dir: Path, key: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def import_outputs(inputs: RegistrationInputs, result: RunResult, output_dir: Path, label_names=None,
-                   scene=None, base_name: str | None = None) -> RegistrationOutputs:
-    """Create the result nodes from a successful run; on any failure nothing is left in the scene."""
-    scene = get_scene(scene, inputs.fixed)
-    moving_name, fixed_name = _name(inputs.moving), _name(inputs.fixed)
-    base = base_name or moving_name
-    displacement = _output_path(result, output_dir, "displacement")
-    warped = _output_path(result, output_dir, "warped")
-    if displacement is None or warped is None:
-        raise RuntimeError(f"The engine reported success but '{output_dir}' lacks the displacement field or the warped volume.")
-    report_path = _output_path(result, output_dir, "report")
-    report = json.loads(report_path.read_text()) if report_path else {}
+class RegistrationJob(EngineJob):
+    """One RefineRegistration run (see :class:`~.job.EngineJob` for the lifecycle and callbacks);
+    ``outputs`` is a :class:`RegistrationOutputs`.  ``base_name`` prefixes the result nodes' names
+    (default: the moving volume's name)."""
 
-    before = node_ids(scene)
-    outputs = RegistrationOutputs(report=report)
-    try:
-        field = volumes_lib.read_volume_file(displacement)
+    task = "The registration"
+
+    def __init__(self, inputs: RegistrationInputs, settings=None, *, scene=None, base_name: str | None = None,
+                 **job_options):
+        super().__init__(scene=get_scene(scene, inputs.fixed), **job_options)
+        self.inputs = inputs
+        self.settings = settings or RegistrationSettings()
+        self.base_name = base_name
+
+    def prepare(self, folder: Path) -> tuple[list[str], dict]:
+        self.settings.validate()
+        args, context = prepare_inputs(self.inputs, folder, self.scene, self.output_dir())
+        return args + self.settings.arguments(), context
+
+    def import_outputs(self, result: RunResult, output_dir: Path, context: dict) -> RegistrationOutputs:
+        inputs, scene, label_names = self.inputs, self.scene, context.get("label_names")
+        moving_name, fixed_name = _name(inputs.moving), _name(inputs.fixed)
+        base = self.base_name or moving_name
+        displacement = _output_path(result, output_dir, "displacement")
+        warped = _output_path(result, output_dir, "warped")
+        if displacement is None or warped is None:
+            raise RuntimeError(f"The engine reported success but '{output_dir}' lacks the displacement field or the warped volume.")
+        report_path = _output_path(result, output_dir, "report")
+        outputs = RegistrationOutputs(report=json.loads(report_path.read_text()) if report_path else {})
+        report = outputs.report
+
         outputs.transform = transforms_lib.add_grid_transform_node(
-            field, f"{base} refined transform", scene, moving_node=inputs.moving, fixed_node=inputs.fixed)
+            volumes_lib.read_volume_file(displacement), f"{base} refined transform", scene,
+            moving_node=inputs.moving, fixed_node=inputs.fixed)
         outputs.warped = volumes_lib.add_volume_node(volumes_lib.read_volume_file(warped), f"{base} refined", scene)
         jacobian = _output_path(result, output_dir, "jacobian")
         if jacobian is not None:
             outputs.jacobian = volumes_lib.add_volume_node(volumes_lib.read_volume_file(jacobian), f"{base} Jacobian", scene)
         warped_labels = _output_path(result, output_dir, "warped_labels")
         if warped_labels is not None and label_names:
+            source = inputs.moving_segmentation
             outputs.warped_segmentation = labels_lib.add_segmentation_from_labels(
                 volumes_lib.read_volume_file(warped_labels), label_names,
-                f"{_name(inputs.moving_segmentation) if inputs.moving_segmentation is not None else base} refined", scene)
+                f"{_name(source) if source is not None else base} refined", scene)
+        series = None
         if report.get("metrics"):
-            outputs.metrics_table = results_lib.add_metrics_table(report["metrics"], f"{base} metrics", scene, label_names)
+            outputs.metrics_table = results_lib.add_metrics_table(report["metrics"], f"{base} metrics", scene, label_names,
+                                                                  column_titles=METRICS_COLUMNS)
         if report.get("loss_curve"):
-            outputs.loss_chart, outputs.loss_table, series = results_lib.add_loss_plot(report["loss_curve"], f"{base} loss", scene)
-        else:
-            series = None
+            outputs.loss_chart, outputs.loss_table, series = results_lib.add_loss_plot(
+                report["loss_curve"], f"{base} loss", scene, **LOSS_PLOT)
         outputs.folder_item = create_output_folder(scene, inputs.moving, f"RefineRegistration {moving_name} to {fixed_name}")
         for node in outputs.nodes + ([series] if series is not None else []):
             place_in_folder(scene, node, outputs.folder_item)
-    except BaseException:
-        remove_nodes_added_since(scene, before)
-        if outputs.folder_item:
-            subject_hierarchy(scene).RemoveItem(outputs.folder_item)
-        raise
-    return outputs
-
-
-# ---------------------------------------------------------------------------------------- job
-class RegistrationJob:
-    """One RefineRegistration run: ``start()`` then ``poll()`` (GUI timer) or ``run_blocking()``.
-
-    Callbacks (called from the thread calling :meth:`poll`): ``on_progress(fraction, text)``,
-    ``on_log(text)``, ``on_finished(job)``; after finishing, ``job.outputs`` is set on success and
-    ``job.error`` (an exception) otherwise; ``job.cancelled`` tells a cancelled run.
-    """
-
-    def __init__(self, inputs: RegistrationInputs, settings: RegistrationSettings | None = None, *, scene=None,
-                 temp_root: str | None = None, on_progress: Callable | None = None, on_log: Callable | None = None,
-                 on_finished: Callable | None = None, process_factory: Callable | None = None,
-                 kill_tree: Callable | None = None, python: str | None = None, base_name: str | None = None):
-        self.inputs = inputs
-        self.settings = settings or RegistrationSettings()
-        self.scene = get_scene(scene, inputs.fixed)
-        self.temp_root = temp_root
-        self.on_progress, self.on_log, self.on_finished = on_progress, on_log, on_finished
-        self._runner_options = dict(process_factory=process_factory, kill_tree=kill_tree, python=python)
-        self.base_name = base_name
-        self.temp_dir: Path | None = None
-        self.runner: EngineRunner | None = None
-        self.outputs: RegistrationOutputs | None = None
-        self.error: BaseException | None = None
-        self.cancelled = False
-        self.finished = False
-        self._label_names = None
-        self._t0 = 0.0
-
-    @property
-    def running(self) -> bool:
-        return self.runner is not None and not self.finished
-
-    def start(self) -> "RegistrationJob":
-        """Validate and export inputs, then launch the engine.  Raises :class:`InputError` (temp removed)."""
-        if self.runner is not None:
-            raise RuntimeError("This job was already started.")
-        self.settings.validate()
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="TTTMedical-", dir=self.temp_root))
-        try:
-            self._log(f"Writing inputs to {self.temp_dir}")
-            args, context = prepare_inputs(self.inputs, self.temp_dir, self.scene)
-            self._label_names = context["label_names"]
-            args += self.settings.arguments() + ["--progress", "json"]
-            self.runner = EngineRunner(args, on_progress=self._progress, on_log=self._log, on_finished=self._finish,
-                                       **self._runner_options)
-            self._log("Running: " + " ".join(self.runner.command[1:]))
-            self._t0 = time.monotonic()
-            self.runner.start()
-        except BaseException:
-            self._cleanup()
-            self.runner = None
-            raise
-        return self
-
-    def poll(self) -> bool:
-        """Dispatch engine events; returns True while running."""
-        if self.runner is None or self.finished:
-            return False
-        return self.runner.poll()
-
-    def cancel(self) -> None:
-        """Kill the engine; the job then finishes with ``cancelled`` and no new nodes."""
-        if self.runner is not None and not self.finished:
-            self._log("Cancelling...")
-            self.runner.cancel()
-            self.runner.poll_until_finished()
-
-    def run_blocking(self, timeout: float | None = None) -> RegistrationOutputs:
-        """Run to completion in the calling thread (batch scripts, self-tests); raises on failure."""
-        if self.runner is None:
-            self.start()
-        try:
-            self.runner.wait(timeout)
-        except TimeoutError as exc:
-            self.error = exc
-            raise
-        if self.error is not None:
-            raise self.error
-        return self.outputs
-
-    # -------------------------------------------------------------- internals
-    def _progress(self, event: dict) -> None:
-        if self.on_progress:
-            text = event.get("stage", "")
-            if event.get("message"):
-                text = f"{text}: {event['message']}" if text else event["message"]
-            if "loss" in event:
-                text += f" (loss {float(event['loss']):.4f})"
-            self.on_progress(float(event.get("fraction", 0.0)), text)
-
-    def _log(self, text: str) -> None:
-        if self.on_log:
-            self.on_log(text)
-
-    def _finish(self, result: RunResult) -> None:
-        try:
-            if result.cancelled:
-                self.cancelled = True
-                self.error = CancelledError("The registration was cancelled; the scene is unchanged.")
-            elif not result.success:
-                try:
-                    result.raise_for_status()
-                except Exception as exc:  # InputError or EngineError with the engine's sentence
-                    self.error = exc
-            else:
-                self.outputs = import_outputs(self.inputs, result, self.temp_dir / "output", self._label_names,
-                                              self.scene, self.base_name)
-                device = self.outputs.report.get("device")
-                if device:
-                    self._log(f"Device used: {device}")
-                self._log(f"Finished in {time.monotonic() - self._t0:.1f} s.")
-        except Exception as exc:
-            self.error = exc
-        finally:
-            self._cleanup()
-            self.finished = True
-            if self.error is not None and not self.cancelled:
-                self._log(f"Error: {self.error}")
-            if self.on_finished:
-                self.on_finished(self)
-
-    def _cleanup(self) -> None:
-        if self.temp_dir is not None:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if report.get("device"):
+            self._log(f"Device used: {report['device']}")
+        return outputs

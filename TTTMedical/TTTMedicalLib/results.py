@@ -1,11 +1,11 @@
-"""Report contents -> table and plot nodes.
+"""Report contents -> table and plot nodes, for every task; the caller names columns and axes.
 
-* :func:`add_metrics_table`: one row per metric, columns ``metric``, ``initial``, ``refined``
-  (the report's ``initial_<name>`` and ``<name>``); nested values such as per-label Dice become
-  ``dice[liver]`` rows.  Units are those of the engine (``hd95_mm`` in millimetres, ``folding_percent``
-  in percent, others unitless).
-* :func:`add_loss_plot`: a table with ``step``, ``iteration``, ``level``, ``loss`` columns, a line
-  series (x = step, the running index over all pyramid levels) and a chart node.
+* :func:`add_metrics_table`: one row per metric, a name column then a "before" and an "after"
+  column (the report's ``initial_<name>`` and ``<name>`` keys: the engine's report convention); nested
+  values such as per-label Dice become ``dice[liver]`` rows.  Units are those of the engine
+  (``hd95_mm`` in millimetres, ``folding_percent`` in percent, others unitless).
+* :func:`add_loss_plot`: a table with a ``step`` column (running index) plus every numeric key of
+  the curve entries, a line series (x = step, y = ``loss``) and a chart node.
 """
 from __future__ import annotations
 
@@ -50,39 +50,44 @@ def _number(value) -> float:
         return math.nan
 
 
+BASELINE_PREFIX = "initial_"
+"""Report key prefix of a metric's value before the run (``initial_ncc`` beside ``ncc``)."""
+
+
 def metrics_rows(metrics: dict, label_names: list[str] | None = None) -> list[tuple[str, float, float]]:
-    """``(name, initial, refined)`` rows in the report's order; a missing value is NaN."""
+    """``(name, before, after)`` rows in the report's order; a missing value is NaN."""
     flat = _flatten(metrics, label_names)
     names: list[str] = []
     for key in flat:
-        base = key[len("initial_"):] if key.startswith("initial_") else key
+        base = key[len(BASELINE_PREFIX):] if key.startswith(BASELINE_PREFIX) else key
         if base not in names:
             names.append(base)
-    return [(name, flat.get(f"initial_{name}", math.nan), flat.get(name, math.nan)) for name in names]
+    return [(name, flat.get(BASELINE_PREFIX + name, math.nan), flat.get(name, math.nan)) for name in names]
 
 
-def add_metrics_table(metrics: dict, name: str, scene=None, label_names: list[str] | None = None):
-    """New table node: ``metric`` (string), ``initial`` and ``refined`` (double) columns."""
+def add_metrics_table(metrics: dict, name: str, scene=None, label_names: list[str] | None = None, *,
+                      column_titles: tuple[str, str, str]):
+    """New table node with ``column_titles`` = (name column (string), before, after (double))."""
     scene = get_scene(scene)
     rows = metrics_rows(metrics, label_names)
     table_node = scene.AddNewNodeByClass("vtkMRMLTableNode", unique_name(scene, name))
     table = table_node.GetTable()
     columns = [vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray()]
-    for column, title in zip(columns, ("metric", "initial", "refined")):
+    for column, title in zip(columns, column_titles):
         column.SetName(title)
         table.AddColumn(column)
     table.SetNumberOfRows(len(rows))
-    for row, (metric, initial, refined) in enumerate(rows):
+    for row, (metric, before, after) in enumerate(rows):
         table.SetValue(row, 0, vtk.vtkVariant(metric))
-        table.SetValue(row, 1, vtk.vtkVariant(initial))
-        table.SetValue(row, 2, vtk.vtkVariant(refined))
+        table.SetValue(row, 1, vtk.vtkVariant(before))
+        table.SetValue(row, 2, vtk.vtkVariant(after))
     table.Modified()
     table_node.SetUseColumnTitleAsColumnHeader(True)
     return table_node
 
 
 def table_as_dict(table_node) -> dict[str, tuple]:
-    """``{metric: (initial, refined)}`` read back from a metrics table node."""
+    """``{metric: (before, after)}`` read back from a metrics table node."""
     table = table_node.GetTable()
     return {
         table.GetValue(row, 0).ToString(): (table.GetValue(row, 1).ToDouble(), table.GetValue(row, 2).ToDouble())
@@ -90,20 +95,25 @@ def table_as_dict(table_node) -> dict[str, tuple]:
     }
 
 
-def add_loss_plot(loss_curve: list[dict], name: str, scene=None):
-    """Table + line series + chart for ``loss_curve`` entries ``{"iteration": int, "level": int, "loss": float}``.
+def add_loss_plot(loss_curve: list[dict], name: str, scene=None, *, title: str, x_title: str, y_title: str = "loss"):
+    """Table + line series + chart for ``loss_curve`` entries (dicts with a ``loss`` and any other numbers,
+    e.g. ``iteration`` and ``level``; a missing value is NaN).
 
-    The x axis is ``step``, the running index over all pyramid levels (``iteration`` restarts at each
-    level; both are kept in the table with ``level``).  Returns ``(chart, table, series)``.
+    The x axis is ``step``, the entry's running index; every numeric key of the entries becomes a
+    column in first-seen order.  The chart is titled ``title`` with axes ``x_title`` / ``y_title``.
+    Returns ``(chart, table, series)``.
     """
     scene = get_scene(scene)
-    iterations = np.array([float(e.get("iteration", i)) for i, e in enumerate(loss_curve)], dtype=np.float64)
-    levels = np.array([float(e.get("level", 0)) for e in loss_curve], dtype=np.float64)
-    losses = np.array([_number(e.get("loss")) for e in loss_curve], dtype=np.float64)
-    steps = np.arange(len(loss_curve), dtype=np.float64)
+    keys: list[str] = []
+    for entry in loss_curve:
+        keys += [k for k, v in entry.items() if k not in keys and k != "step" and isinstance(v, (int, float))]
+    if "loss" not in keys:
+        keys.append("loss")
+    columns = [np.arange(len(loss_curve), dtype=np.float64)]
+    columns += [np.array([_number(e.get(key)) for e in loss_curve], dtype=np.float64) for key in keys]
 
     table = scene.AddNewNodeByClass("vtkMRMLTableNode", unique_name(scene, f"{name} table"))
-    slicer.util.updateTableFromArray(table, [steps, iterations, levels, losses], ["step", "iteration", "level", "loss"])
+    slicer.util.updateTableFromArray(table, columns, ["step", *keys])
 
     series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", unique_name(scene, f"{name} series"))
     series.SetAndObserveTableNodeID(table.GetID())
@@ -113,8 +123,8 @@ def add_loss_plot(loss_curve: list[dict], name: str, scene=None):
     series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
 
     chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", unique_name(scene, name))
-    chart.SetTitle("Refinement loss")
-    chart.SetXAxisTitle("step (all pyramid levels)")
-    chart.SetYAxisTitle("loss")
+    chart.SetTitle(title)
+    chart.SetXAxisTitle(x_title)
+    chart.SetYAxisTitle(y_title)
     chart.AddAndObservePlotSeriesNodeID(series.GetID())
     return chart, table, series

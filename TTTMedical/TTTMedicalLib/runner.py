@@ -2,10 +2,13 @@
 
 Pure Python (no ``slicer``, no ``qt``), so it runs in Slicer, in PythonSlicer and in tests.
 
-* The command is ``[python, "-m", "tttmedical", *args]`` where ``python`` is Slicer's
-  ``PythonSlicer`` when running inside Slicer (it shares Slicer's site-packages, where the PyTorch
-  extension installs torch), else ``sys.executable``.  The folder holding the ``tttmedical`` package
-  is prepended to ``PYTHONPATH`` so the child finds the engine shipped with the extension.
+* The command is ``[python, "-c", BOOTSTRAP, <engine folder>, *args]`` where ``python`` is
+  Slicer's ``PythonSlicer`` when running inside Slicer (it shares Slicer's site-packages, where the
+  PyTorch extension installs torch), else ``sys.executable``.  The bootstrap puts the folder
+  holding the bundled ``tttmedical`` package at ``sys.path[0]`` and runs it as ``python -m
+  tttmedical`` would.  ``PYTHONPATH`` alone is not enough: the PythonSlicer launcher puts its own
+  paths (site-packages included) before ``PYTHONPATH``, so a ``tttmedical`` installed there would
+  shadow the extension's engine.  :func:`engine_arguments` recovers ``args`` from a command.
 * Two reader threads put stdout/stderr lines on a queue; :meth:`EngineRunner.poll` (called from the
   GUI thread by a timer, or in a loop by :meth:`EngineRunner.wait`) drains the queue and calls the
   callbacks, so callbacks never run on a reader thread.
@@ -124,9 +127,21 @@ def engine_package_parent() -> str:
     return str(Path(spec.origin).resolve().parents[1])
 
 
+BOOTSTRAP = (
+    "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); "
+    f"runpy.run_module({ENGINE_MODULE!r}, run_name='__main__', alter_sys=True)"
+)
+"""``python -c BOOTSTRAP <folder> ARGS``: ``python -m tttmedical ARGS`` with ``<folder>`` first on sys.path."""
+
+
 def engine_command(args: list[str], python: str | None = None) -> list[str]:
-    """Command line running ``tttmedical *args`` with ``python``."""
-    return [python or python_executable(), "-m", ENGINE_MODULE, *[str(a) for a in args]]
+    """Command line running the bundled ``tttmedical *args`` with ``python``."""
+    return [python or python_executable(), "-c", BOOTSTRAP, engine_package_parent(), *[str(a) for a in args]]
+
+
+def engine_arguments(command: list[str]) -> list[str]:
+    """The ``tttmedical`` arguments of a command made by :func:`engine_command`."""
+    return list(command[4:])
 
 
 def engine_environment(base: dict | None = None) -> dict:
@@ -199,6 +214,7 @@ class EngineRunner:
                  kill_tree: Callable | None = None, python: str | None = None, env: dict | None = None,
                  cwd: str | None = None):
         self.command = engine_command(list(args), python)
+        self.engine_args = engine_arguments(self.command)
         self.env = engine_environment(env)
         self.cwd = cwd
         self.on_progress, self.on_log, self.on_done, self.on_error, self.on_finished = (

@@ -69,14 +69,30 @@ def temporary_nodes(scene):
         remove_nodes_added_since(scene, before)
 
 
+def subject_hierarchy_items(scene) -> set[int]:
+    """Every subject hierarchy item ID under the scene item (folders included)."""
+    import vtk
+
+    sh = subject_hierarchy(scene)
+    children = vtk.vtkIdList()
+    sh.GetItemChildren(sh.GetSceneItemID(), children, True)
+    return {children.GetId(i) for i in range(children.GetNumberOfIds())}
+
+
 @contextlib.contextmanager
 def rollback_on_error(scene):
-    """Keep the nodes added inside the block only if it completes; otherwise remove them all."""
+    """Keep what the block adds only if it completes; otherwise remove every node and subject
+    hierarchy item (e.g. an output folder) it added."""
     before = node_ids(scene)
+    items_before = subject_hierarchy_items(scene)
     try:
         yield
     except BaseException:
         remove_nodes_added_since(scene, before)
+        sh = subject_hierarchy(scene)
+        for item in sorted(subject_hierarchy_items(scene) - items_before):
+            if item in subject_hierarchy_items(scene):  # not removed with a parent folder already
+                sh.RemoveItem(item)
         raise
 
 

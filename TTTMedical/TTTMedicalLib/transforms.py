@@ -12,9 +12,15 @@ Conventions:
   SetVTKOrientedGridTransformFromITKImage`` converts the grid with origin ``(-x, -y, z)``,
   direction ``diag(-1, -1, 1) @ D`` and vectors ``(-dx, -dy, dz)``).  Placing the moving volume under
   such a node aligns it with the fixed volume.
-* The grid uses *linear* interpolation so that points between voxel centres move exactly as the
-  engine (trilinear ``grid_sample``) and ITK's ``DisplacementFieldTransform`` move them (Slicer
-  picks cubic when it loads a field file; linear is chosen here to match the engine).
+* The grid uses **cubic** interpolation, because that is what Slicer reads back from any saved
+  displacement field (``vtkITKTransformConverter::SetVTKOrientedGridTransformFromITKImage`` calls
+  ``SetInterpolationModeToCubic``): a result saved and reloaded moves every point as it did before
+  saving.  VTK's cubic grid interpolation passes through the samples, so at the fixed volume's voxel
+  centres (where the engine computed the warped volume) the node moves points exactly as the engine
+  did; between voxel centres it differs from the engine's trilinear interpolation by the field's
+  interpolation error (tested).
+* Arbitrary transforms are sampled on a grid in slabs of at most ``SAMPLE_CHUNK_VOXELS`` voxels, so
+  memory stays bounded (a 256^3 grid no longer needs several GB of float64 meshgrids).
 """
 from __future__ import annotations
 
@@ -55,7 +61,7 @@ def oriented_grid_transform(field: Volume) -> "slicer.vtkOrientedGridTransform":
     transform = slicer.vtkOrientedGridTransform()
     transform.SetGridDirectionMatrix(slicer.util.vtkMatrixFromArray(direction_ras))
     transform.SetDisplacementGridData(image)
-    transform.SetInterpolationModeToLinear()
+    transform.SetInterpolationModeToCubic()
     return transform
 
 
@@ -115,23 +121,36 @@ def transform_points_ras(transform: vtk.vtkAbstractTransform, points_ras: np.nda
     return numpy_support.vtk_to_numpy(target.GetData()).reshape(-1, 3).astype(np.float64)
 
 
-def voxel_centres_ras(grid: Volume) -> np.ndarray:
-    """RAS coordinates ``(K, J, I, 3)`` of every voxel centre of ``grid``."""
-    k, j, i = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in grid.shape), indexing="ij")
+SAMPLE_CHUNK_VOXELS = 1 << 18
+"""Voxels sampled per slab (about 6 MB of float64 points and results each)."""
+
+
+def voxel_centres_ras(grid: Volume, k_range: tuple[int, int] | None = None) -> np.ndarray:
+    """RAS coordinates ``(K, J, I, 3)`` of the voxel centres of ``grid`` (slices ``k_range`` only if given)."""
+    k0, k1 = k_range or (0, grid.shape[0])
+    k, j, i = np.meshgrid(np.arange(k0, k1, dtype=np.float64), *(np.arange(n, dtype=np.float64) for n in grid.shape[1:3]),
+                          indexing="ij")
     ijk1 = np.stack([i, j, k, np.ones_like(i)], axis=-1)
     return (ijk1 @ grid.ijk_to_ras().T)[..., :3]
 
 
-def sample_transform(transform_node, grid: Volume) -> Volume:
-    """Displacement field (LPS mm, ITK convention) of ``transform_node``'s resampling transform,
-    sampled at the voxel centres of ``grid`` (the fixed volume in world coordinates)."""
-    points = voxel_centres_ras(grid)
-    moved = transform_points_ras(resampling_transform(transform_node), points.reshape(-1, 3)).reshape(points.shape)
-    return grid.with_array(((moved - points) * LPS_TO_RAS_VECTOR).astype(np.float64))
+def sample_transform(transform_node, grid: Volume, dtype=np.float64, chunk_voxels: int = SAMPLE_CHUNK_VOXELS) -> Volume:
+    """Displacement field (LPS mm, ITK convention, ``dtype``) of ``transform_node``'s resampling
+    transform, sampled at the voxel centres of ``grid`` (the fixed volume in world coordinates).
+    Works slab by slab (``chunk_voxels`` voxels at a time): besides the result, memory is bounded."""
+    transform = resampling_transform(transform_node)
+    size_k, size_j, size_i = grid.shape[:3]
+    field = np.empty((size_k, size_j, size_i, 3), dtype=dtype)
+    step = max(1, chunk_voxels // max(1, size_j * size_i))
+    for k0 in range(0, size_k, step):
+        k1 = min(size_k, k0 + step)
+        points = voxel_centres_ras(grid, (k0, k1))
+        moved = transform_points_ras(transform, points.reshape(-1, 3)).reshape(points.shape)
+        field[k0:k1] = (moved - points) * LPS_TO_RAS_VECTOR
+    return grid.with_array(field)
 
 
 def write_transform_as_field(transform_node, grid: Volume, path) -> None:
     """Write ``transform_node`` as a displacement-field image on ``grid`` for ``--init`` (float32
     vectors: half the size of float64, ~1e-6 mm rounding; the engine reads any vector type)."""
-    field = sample_transform(transform_node, grid)
-    field.with_array(field.array.astype(np.float32)).write(path, compress=False)
+    sample_transform(transform_node, grid, dtype=np.float32).write(path, compress=False)

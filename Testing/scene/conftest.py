@@ -3,13 +3,11 @@
 * The module folder ``TTTMedical/`` goes first on ``sys.path`` so ``TTTMedicalLib`` and the engine
   package ``tttmedical`` import exactly as inside Slicer.
 * ``scene`` gives a fresh ``vtkMRMLScene`` assigned to ``slicer.mrmlScene`` (slicer-core has none).
-* ``fake_engine_factory`` runs ``Testing/scene/fake_engine.py`` instead of ``python -m tttmedical``,
-  through the runner's injectable process factory.
+* ``fake_engine_factory`` runs ``TTTMedicalLib/fake_engine.py`` (the stand-in the module's self-test
+  uses too) instead of the engine, through the runner's injectable process factory.
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,7 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE_DIR = ROOT / "TTTMedical"
-FAKE_ENGINE = Path(__file__).resolve().with_name("fake_engine.py")
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
@@ -33,19 +30,8 @@ def scene():
     slicer.mrmlScene = previous
 
 
-def start_fake_engine(command, env, cwd=None, behaviour="success"):
-    """Process factory: same arguments as the engine command, run by ``fake_engine.py``."""
-    engine_args = command[3:]  # drop [python, "-m", "tttmedical"]
-    env = dict(env)
-    env["FAKE_ENGINE_BEHAVIOUR"] = behaviour
-    return subprocess.Popen([sys.executable, str(FAKE_ENGINE), *engine_args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env, cwd=cwd,
-                            start_new_session=(os.name != "nt"))
-
-
 @pytest.fixture
 def fake_engine_factory():
-    def make(behaviour: str = "success"):
-        return lambda command, env, cwd=None: start_fake_engine(command, env, cwd, behaviour)
+    from TTTMedicalLib.fake_engine import process_factory
 
-    return make
+    return process_factory

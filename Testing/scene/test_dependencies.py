@@ -29,10 +29,18 @@ def missing(monkeypatch):
 
 @pytest.fixture
 def fake_slicer(monkeypatch):
-    calls = {"pip_ensure": [], "pip_install": []}
+    calls = {"pip_ensure": [], "pip_install": [], "confirm": []}
+    answers = [True]
+
+    def confirm(text, windowTitle=None, **kwargs):
+        calls["confirm"].append(text)
+        return answers[-1]
+
     fake = types.SimpleNamespace(
         packaging=types.SimpleNamespace(pip_ensure=lambda reqs, requester=None: calls["pip_ensure"].append((list(reqs), requester))),
-        util=types.SimpleNamespace(pip_install=lambda reqs: calls["pip_install"].append(list(reqs))),
+        util=types.SimpleNamespace(pip_install=lambda reqs: calls["pip_install"].append(list(reqs)),
+                                   confirmOkCancelDisplay=confirm),
+        answers=answers,
     )
     monkeypatch.setitem(sys.modules, "slicer", fake)
     return fake, calls
@@ -77,14 +85,40 @@ def test_other_packages_use_pip_ensure_then_fallback_and_never_simpleitk(missing
     monkeypatch.setattr(dependencies, "ENGINE_REQUIREMENTS", ["nibabel>=5.0", "SimpleITK>=2.3"])
     with pytest.raises(dependencies.DependencyError, match=r"Missing Python packages \(nibabel>=5.0\).*testing mode"):
         dependencies.ensure_packages(log=lambda s: None, testing=True)
-    assert calls == {"pip_ensure": [], "pip_install": []}
+    assert calls == {"pip_ensure": [], "pip_install": [], "confirm": []}
 
+    # Slicer >= 5.12: pip_ensure (which asks the user itself).
     with pytest.raises(dependencies.DependencyError, match="could not be installed"):  # the recorder installs nothing
         dependencies.ensure_packages(log=lambda s: None, testing=False)
-    assert calls["pip_ensure"] == [(["nibabel>=5.0"], "TTTMedical")] and calls["pip_install"] == []
+    assert calls["pip_ensure"] == [(["nibabel>=5.0"], "TTTMedical")] and calls["pip_install"] == [] and calls["confirm"] == []
 
-    del fake.packaging  # Slicer < 5.10: no slicer.packaging
-    monkeypatch.setitem(sys.modules, "slicer.packaging", None)
-    with pytest.raises(dependencies.DependencyError):
+
+def test_pip_ensure_declined_is_a_dependency_error(missing, fake_slicer, monkeypatch):
+    fake, calls = fake_slicer
+    missing.add("nibabel")
+    monkeypatch.setattr(dependencies, "ENGINE_REQUIREMENTS", ["nibabel>=5.0"])
+
+    def decline(reqs, requester=None):
+        raise RuntimeError("User declined installation")
+
+    fake.packaging.pip_ensure = decline
+    with pytest.raises(dependencies.DependencyError, match=r"^TTTMedical needs nibabel>=5.0; the installation was declined"):
         dependencies.ensure_packages(log=lambda s: None, testing=False)
-    assert calls["pip_install"] == [["nibabel>=5.0"]]
+
+
+def test_before_5_12_the_user_is_asked_before_pip_install(missing, fake_slicer, monkeypatch):
+    fake, calls = fake_slicer
+    missing.add("nibabel")
+    monkeypatch.setattr(dependencies, "ENGINE_REQUIREMENTS", ["nibabel>=5.0"])
+    del fake.packaging  # Slicer 5.10: no slicer.packaging
+    monkeypatch.setitem(sys.modules, "slicer.packaging", None)
+
+    fake.answers.append(False)  # the user clicks Cancel: nothing is installed
+    with pytest.raises(dependencies.DependencyError, match=r"^TTTMedical needs nibabel>=5.0; the installation was declined\.$"):
+        dependencies.ensure_packages(log=lambda s: None, testing=False)
+    assert len(calls["confirm"]) == 1 and "nibabel>=5.0" in calls["confirm"][0] and calls["pip_install"] == []
+
+    fake.answers.append(True)  # OK: pip_install runs (the recorder installs nothing, so it is still missing)
+    with pytest.raises(dependencies.DependencyError, match="could not be installed"):
+        dependencies.ensure_packages(log=lambda s: None, testing=False)
+    assert len(calls["confirm"]) == 2 and calls["pip_install"] == [["nibabel>=5.0"]]

@@ -1,4 +1,4 @@
-"""Segmentations -> label volumes matched by segment name; mismatches are one-sentence errors."""
+"""Segmentations and label maps -> label volumes matched by name (segmentations) or value (label maps)."""
 from __future__ import annotations
 
 import numpy as np
@@ -85,3 +85,53 @@ def test_only_one_segmentation_is_an_input_error(scene, pair):
     fixed, moving, fixed_seg, *_ = pair
     with pytest.raises(InputError, match=r"^Only one segmentation is selected; select a moving segmentation too, or clear both\.$"):
         labels.matched_label_volumes(fixed_seg, None, fixed, moving, None, None, scene)
+
+
+def _with_colour_table(node, scene, name):
+    """Give a label map Slicer's *Labels* colour table, as a real Slicer scene does (segments are named from it)."""
+    colours = scene.GetFirstNodeByName(name)
+    if colours is None:
+        colours = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
+        colours.SetTypeToLabels()
+    node.CreateDefaultDisplayNodes()
+    node.GetDisplayNode().SetAndObserveColorNodeID(colours.GetID())
+    return colours
+
+
+def test_label_maps_with_different_colour_tables_match_by_value(scene, pair):
+    """Real Slicer names imported segments from the colour table ("jake", "Peach"): two label maps, one
+    coloured and one not, must still match label value to label value."""
+    fixed, moving, *_, fixed_labels, moving_labels = pair
+    fixed_map = volumes.add_volume_node(GRID.with_array(fixed_labels), "fixed map", scene, "vtkMRMLLabelMapVolumeNode")
+    moving_map = volumes.add_volume_node(GRID.with_array(moving_labels), "moving map", scene, "vtkMRMLLabelMapVolumeNode")
+    colours = _with_colour_table(fixed_map, scene, "Labels")
+    before = node_ids(scene)
+    f, m, names = labels.matched_label_volumes(fixed_map, moving_map, fixed, moving,
+                                               volumes.volume_from_node(fixed), volumes.volume_from_node(moving), scene)
+    assert names == [colours.GetColorName(1), colours.GetColorName(2)] == ["jake", "Peach"]
+    assert np.array_equal(f.array, fixed_labels) and np.array_equal(m.array, moving_labels)
+    assert node_ids(scene) == before
+
+
+def test_label_map_missing_a_value_is_an_input_error(scene, pair):
+    fixed, moving, *_, fixed_labels, _ = pair
+    fixed_map = volumes.add_volume_node(GRID.with_array(fixed_labels), "fixed map", scene, "vtkMRMLLabelMapVolumeNode")
+    only_one = volumes.add_volume_node(GRID.with_array(np.where(fixed_labels == 2, 2, 0).astype(np.uint8)), "one label",
+                                       scene, "vtkMRMLLabelMapVolumeNode")
+    _with_colour_table(only_one, scene, "Labels")
+    with pytest.raises(InputError) as info:
+        labels.matched_label_volumes(fixed_map, only_one, fixed, moving,
+                                     volumes.volume_from_node(fixed), volumes.volume_from_node(moving), scene)
+    assert str(info.value) == ("The moving label map 'one label' has no voxel with label value 1; label maps are matched "
+                               "by value, so select the moving label map with the same labels as the fixed one.")
+
+
+def test_segmentation_and_coloured_label_map_match_by_name(scene, pair):
+    fixed, moving, _, _, fixed_labels, moving_labels = pair
+    moving_map = volumes.add_volume_node(GRID.with_array(moving_labels), "moving map", scene, "vtkMRMLLabelMapVolumeNode")
+    _with_colour_table(moving_map, scene, "Labels")  # moving segments: 1 "jake", 2 "Peach"
+    fixed_seg = labels.add_segmentation_from_labels(GRID.with_array(fixed_labels), ["Peach", "jake"], "named", scene)
+    f, m, names = labels.matched_label_volumes(fixed_seg, moving_map, fixed, moving,
+                                               volumes.volume_from_node(fixed), volumes.volume_from_node(moving), scene)
+    assert names == ["Peach", "jake"]
+    assert np.array_equal(m.array, np.where(moving_labels == 2, 1, np.where(moving_labels == 1, 2, 0)))

@@ -1,13 +1,11 @@
 """RefineRegistration scene logic: inputs -> files -> engine process -> result nodes.
 
-The engine is replaced by ``fake_engine.py`` (known constant displacement) through the runner's
-process factory, except in the end-to-end test, which runs the real ``tttmedical register``.
+The engine is replaced by ``TTTMedicalLib/fake_engine.py`` (known constant displacement) through the
+runner's process factory, except in the end-to-end tests, which run the real ``tttmedical register``
+and never skip: a broken engine fails them.
 """
 from __future__ import annotations
 
-import functools
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -22,7 +20,7 @@ from TTTMedicalLib import labels, samples, transforms, volumes  # noqa: E402
 from TTTMedicalLib.registration import (RegistrationInputs, RegistrationJob, RegistrationSettings,  # noqa: E402
                                         prepare_inputs, validate_inputs)
 from TTTMedicalLib.results import table_as_dict  # noqa: E402
-from TTTMedicalLib.runner import EngineError, engine_environment  # noqa: E402
+from TTTMedicalLib.runner import EngineError  # noqa: E402
 from TTTMedicalLib.scene import node_ids, subject_hierarchy  # noqa: E402
 
 FAKE_SHIFT_LPS = np.array([1.5, -2.0, 0.75])  # what fake_engine.py writes as the displacement
@@ -206,17 +204,6 @@ def test_cancel_leaves_exactly_the_nodes_the_scene_had(scene, pair, tmp_path, fa
 
 
 # ---------------------------------------------------------------------------------------- real engine
-@functools.lru_cache(maxsize=1)
-def _register_available() -> bool:
-    try:
-        done = subprocess.run([sys.executable, "-m", "tttmedical", "register", "--help"], env=engine_environment(),
-                              capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-@pytest.mark.skipif(not _register_available(), reason="the engine has no 'tttmedical register' command yet")
 def test_end_to_end_with_the_real_engine(scene, tmp_path):
     fixed, moving, fixed_labels, moving_labels = samples.add_registration_pair(size=16, with_labels=True)
     before = node_ids(scene)
@@ -250,7 +237,6 @@ def test_end_to_end_with_the_real_engine(scene, tmp_path):
     assert np.abs(warped - expected).max() < 1e-3 * (np.abs(moving_grid.array).max() + 1)
 
 
-@pytest.mark.skipif(not _register_available(), reason="the engine has no 'tttmedical register' command yet")
 def test_cancelling_the_real_engine_leaves_the_scene_as_it_was(scene, tmp_path):
     subject_hierarchy(scene)
     fixed, moving = samples.add_registration_pair(size=16)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -94,11 +95,39 @@ def test_other_failures_are_engine_errors():
 def test_command_and_environment(monkeypatch):
     monkeypatch.setattr(runner_lib.shutil, "which", lambda name: None)
     runner = EngineRunner(["register", "a", "b"], env={"PYTHONPATH": "/elsewhere"})
-    assert runner.command == [sys.executable, "-m", "tttmedical", "register", "a", "b"]
+    assert runner.command == [sys.executable, "-c", runner_lib.BOOTSTRAP, str(MODULE_DIR), "register", "a", "b"]
+    assert runner.engine_args == ["register", "a", "b"]
     assert runner.env["PYTHONPATH"].split(os.pathsep) == [str(MODULE_DIR), "/elsewhere"]
     assert runner.env["PYTHONUNBUFFERED"] == "1"
     monkeypatch.setattr(runner_lib.shutil, "which", lambda name: "/opt/Slicer/bin/PythonSlicer" if name == "PythonSlicer" else None)
-    assert EngineRunner(["x"]).command[:3] == ["/opt/Slicer/bin/PythonSlicer", "-m", "tttmedical"]
+    assert EngineRunner(["x"]).command[:2] == ["/opt/Slicer/bin/PythonSlicer", "-c"]
+
+
+def _shadowing_launcher(tmp_path) -> str:
+    """An interpreter that behaves like the PythonSlicer launcher: it puts its own paths (here a folder
+    holding a different ``tttmedical``, as if installed in Slicer's site-packages) before PYTHONPATH."""
+    shadow = tmp_path / "site-packages" / "tttmedical"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")
+    (shadow / "__main__.py").write_text("import sys; print('SHADOWED ENGINE'); sys.exit(3)\n")
+    launcher = tmp_path / "PythonSlicer"
+    launcher.write_text(f"#!/bin/sh\nPYTHONPATH={shadow.parent}:$PYTHONPATH exec {sys.executable} \"$@\"\n")
+    launcher.chmod(0o755)
+    return str(launcher)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in launcher is a POSIX shell script")
+def test_the_bundled_engine_runs_even_when_another_tttmedical_comes_first(tmp_path):
+    launcher = _shadowing_launcher(tmp_path)
+    env = runner_lib.engine_environment()
+    plain = subprocess.run([launcher, "-m", "tttmedical", "--version"], env=env, capture_output=True, text=True, timeout=120)
+    assert plain.returncode == 3 and "SHADOWED ENGINE" in plain.stdout  # what "-m tttmedical" used to run
+    log = []
+    result = EngineRunner(["--version"], python=launcher, on_log=log.append).start().wait(timeout=120)
+    assert result.returncode == 0, log
+    from tttmedical import __version__
+
+    assert log == [f"tttmedical {__version__}"]
 
 
 def test_cancel_uses_the_injected_tree_killer():
