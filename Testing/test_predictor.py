@@ -1,14 +1,20 @@
 """Built-in registration predictor: safe weight loading, working-grid convention, shipped weights, training."""
 from __future__ import annotations
 
+import io
 import json
 
-import numpy as np
 import pytest
 import torch
 
+from tttmedical.core import checkpoints as C
 from tttmedical.core.errors import InputError
+from tttmedical.core.progress import Progress
+from tttmedical.core.warp import warp
 from tttmedical.registration import predictor as P
+from tttmedical.registration import training as T
+from tttmedical.registration.augment import random_field
+from tttmedical.registration.model_card import evaluate_pair
 from tttmedical.registration.networks import UNet3D
 
 UNPICKLED = []
@@ -40,16 +46,23 @@ def _tiny_model(**kw) -> UNet3D:
     return UNet3D(features=(4, 8), final_features=(4,), **kw)
 
 
+def _weights_bytes(model: UNet3D, fmt: str = P.FORMAT) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"format": fmt, "config": model.config(), "working_size": 32, "state_dict": model.state_dict()}, buffer)
+    return buffer.getvalue()
+
+
 def test_checksum_mismatch_is_refused(tmp_path):
     path = tmp_path / "w.pt"
-    digest = P.save_weights(_tiny_model(), 32, path)
-    assert digest == P.sha256_of(path)
+    model = _tiny_model()
+    path.write_bytes(_weights_bytes(model))
+    digest = C.sha256_of(path)
     with pytest.raises(InputError, match=r"w\.pt.*sha256") as err:
         P.Predictor.load(path, "0" * 64, "cpu")
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match="No checksum"):
         P.Predictor.load(path, None, "cpu")  # no card beside it and none passed
-    P.card_path(path).write_text(json.dumps({"sha256": digest}))
+    C.card_path(path).write_text(json.dumps({"sha256": digest}))
     assert P.Predictor.load(path, None, "cpu").sha256 == digest  # the card's checksum
     path.write_bytes(path.read_bytes() + b"x")  # tampered after the card was written
     with pytest.raises(InputError, match="corrupt"):
@@ -62,7 +75,7 @@ def test_loading_uses_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"format": P.FORMAT, "state_dict": {}, "payload": _Payload()}, path)
     with pytest.raises(InputError, match="safe torch weights"):
-        P.Predictor.load(path, P.sha256_of(path), "cpu")
+        P.Predictor.load(path, C.sha256_of(path), "cpu")
     assert UNPICKLED == []
 
 
@@ -89,7 +102,7 @@ def test_random_field_is_smooth_and_bounded():
 
     g = torch.Generator().manual_seed(0)
     for family in ("gaussian", "coarse"):
-        u = P.random_field((24, 20, 28), 3.0, g, family, affine=False)
+        u = random_field((24, 20, 28), 3.0, g, family, affine=False)
         assert u.shape == (1, 3, 24, 20, 28)
         assert abs(float(u.norm(dim=1).max()) - 3.0) < 1e-4
         assert jacobian_determinant(u).min() > 0
@@ -97,11 +110,11 @@ def test_random_field_is_smooth_and_bounded():
 
 def test_shipped_weights_improve_dice(mni_small, phantom_small):
     pred = P.Predictor.load(device="cpu")  # default file, checked against its model card
-    card = json.loads(P.card_path(P.default_weights_path()).read_text())
+    card = json.loads(C.card_path(P.default_weights_path()).read_text())
     assert card["sha256"] == pred.sha256
     assert P.default_weights_path().stat().st_size < 2_000_000
     for paths in (mni_small, phantom_small):
-        result = P.evaluate_pair(pred, paths["fixed"].parent, repeats=1)
+        result = evaluate_pair(pred, paths["fixed"].parent, repeats=1)
         assert result["dice_predictor"] > result["dice_identity"] + 0.03, result
         assert result["folding_percent"] < 2.0
 
@@ -125,16 +138,16 @@ def test_tiny_training_decreases_loss():
     images = _blob_images(1)
     g = torch.Generator().manual_seed(123)
     fixed = images[0]
-    moving = P.warp(fixed, P.random_field((16, 16, 16), 2.5, g, "coarse"))
-    sets = [P.ImageSet("pair", [fixed, moving], fixed_warp=(0.0, 0.0), moving_warp=(0.0, 0.0), jitter=0.0)]
-    cfg = P.TrainConfig(steps=150, lr=3e-3, lr_final=1e-3, ncc_windows=(5,), ssim_window=5, seed=0, smoothness=0.1)
+    moving = warp(fixed, random_field((16, 16, 16), 2.5, g, "coarse"))
+    sets = [T.ImageSet("pair", [fixed, moving], fixed_warp=(0.0, 0.0), moving_warp=(0.0, 0.0), jitter=0.0)]
+    cfg = T.TrainConfig(steps=150, lr=3e-3, lr_final=1e-3, ncc_windows=(5,), ssim_window=5, seed=0, smoothness=0.1)
     torch.manual_seed(0)
     model = UNet3D(features=(8, 16), final_features=(8,))
     with torch.no_grad():
-        before = float(P.pair_loss(model, fixed, moving, cfg)[0])
-    result = P.train(model, sets, cfg, torch.device("cpu"))
+        before = float(T.pair_loss(model, fixed, moving, cfg)[0])
+    result = T.train(model, sets, cfg, torch.device("cpu"))
     with torch.no_grad():
-        after = float(P.pair_loss(model, fixed, moving, cfg)[0])
+        after = float(T.pair_loss(model, fixed, moving, cfg)[0])
     assert result["steps_done"] == 150 and len(result["curve"]) == 150 and result["skipped_steps"] == 0
     assert after < before - 0.05, (before, after)
 
@@ -143,20 +156,20 @@ def test_train_predictor_writes_card_and_loadable_weights(tmp_path, monkeypatch)
     images = _blob_images(3, (12, 14, 10))
 
     def fake_sets(data_dir, working_size, seed=0, small=False, log=None):
-        return [P.ImageSet("blobs", images)], {"blobs": "three synthetic blob volumes (test)"}
+        return [T.ImageSet("blobs", images)], {"blobs": "three synthetic blob volumes (test)"}
 
-    monkeypatch.setattr(P, "load_training_sets", fake_sets)
+    monkeypatch.setattr(T, "load_training_sets", fake_sets)
     events = []
-    report = P.train_predictor(tmp_path / "out", steps=3, seed=1, device="cpu",
-                               progress=P.Progress("none", callback=events.append),
+    report = T.train_predictor(tmp_path / "out", steps=3, seed=1, device="cpu",
+                               progress=Progress("none", callback=events.append),
                                working_size=16, features=(4, 8), final_features=(4,), command="test")
     weights = tmp_path / "out" / "register_unet.pt"
     card = json.loads((tmp_path / "out" / "register_unet.json").read_text())
-    assert card["sha256"] == P.sha256_of(weights) == report["sha256"]
+    assert card["sha256"] == C.sha256_of(weights) == report["sha256"]
     assert card["training"]["steps"] == 3 and card["training"]["command"] == "test"
     assert (tmp_path / "out" / "register_unet.md").read_text().count(card["sha256"]) == 1
     assert events[-1]["fraction"] == 1.0 and any("loss" in e for e in events)
     pred = P.Predictor.load(weights, None, "cpu")
     assert pred.predict(torch.rand(1, 1, 9, 13, 7), torch.rand(1, 1, 9, 13, 7)).shape == (1, 3, 9, 13, 7)
     with pytest.raises(InputError, match="at least 1"):
-        P.train_predictor(tmp_path / "x", steps=0)
+        T.train_predictor(tmp_path / "x", steps=0)

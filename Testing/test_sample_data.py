@@ -1,4 +1,4 @@
-"""Sample data (tttmedical.data.samples): contents, the displacement convention, atomic writing."""
+"""Sample data (tttmedical.data: registry, phantom, MNI): contents, the displacement convention, atomic writing."""
 from __future__ import annotations
 
 import json
@@ -172,9 +172,14 @@ def test_atomic_output(tmp_path, monkeypatch):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(InputError, match="other files"):
+    with pytest.raises(InputError, match="not a TTTMedical result"):
         write_sample("phantom-pair", foreign, log=_quiet, small=True)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    # An existing file is refused before any work.
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="existing file"):
+        write_sample("phantom-pair", tmp_path / "file", log=_quiet, small=True)
+    (tmp_path / "file").unlink()
     # A failure half-way leaves neither the output folder nor a temporary folder behind.
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -183,6 +188,30 @@ def test_atomic_output(tmp_path, monkeypatch):
         write_sample("phantom-pair", tmp_path / "broken", log=_quiet, small=True)
     assert not (tmp_path / "broken").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "foreign", "sample"]
+
+
+def test_rerun_replaces_the_whole_folder(tmp_path):
+    """Another sample written into the same folder leaves no file of the first (one manifest: sample.json)."""
+    out = tmp_path / "s"
+    first = write_sample("mni-smooth", out, seed=0, log=_quiet, small=True)
+    assert first["metadata"].name == "sample.json" and first["true_displacement"].is_file()
+    second = write_sample("phantom-4d", out, seed=0, log=_quiet, small=True)
+    meta = json.loads(second["metadata"].read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted([*meta["files"].values(), "sample.json"])
+    assert meta["sample"] == "phantom-4d" and "versions" in meta["generation"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no partial folder left
+
+
+def test_coil_maps_are_public_and_reproducible():
+    from tttmedical.data.phantom import coil_maps
+
+    state = np.random.get_state()[1].copy()
+    maps = coil_maps((6, 8, 10), 8, seed=4)
+    assert maps.shape == (8, 6, 8, 10) and np.iscomplexobj(maps)
+    assert np.all(np.isfinite(maps)) and np.abs(maps).max() > 0
+    np.testing.assert_array_equal(maps, coil_maps((6, 8, 10), 8, seed=4))
+    assert not np.allclose(maps, coil_maps((6, 8, 10), 8, seed=5))
+    np.testing.assert_array_equal(np.random.get_state()[1], state)  # numpy's global generator restored
 
 
 def test_slicer_loads_label_sequence(tmp_path):

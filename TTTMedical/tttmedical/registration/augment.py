@@ -1,0 +1,84 @@
+"""Random deformations and intensity changes for training the registration predictor.
+
+Conventions: displacements are ``(1, 3, D, H, W)`` float32 tensors in **voxels**, channel ``c``
+along array axis ``c`` (pull warping, :mod:`tttmedical.core.warp`); images are ``(1, 1, D, H, W)``
+in [0, 1].  Every random draw comes from the ``torch.Generator`` passed in (CPU), so a seeded
+generator gives the same deformations on every machine.  No flips: they would need the vectors
+flipped too.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..core.losses import box_mean
+
+__all__ = ["random_field", "jitter_intensity"]
+
+
+def random_field(shape: tuple[int, int, int], max_disp: float, generator: torch.Generator,
+                 family: str | None = None, affine: bool = True) -> torch.Tensor:
+    """A random smooth displacement ``(1, 3, D, H, W)`` in voxels with maximum magnitude ``max_disp``.
+
+    ``family``: ``"gaussian"`` (white noise smoothed by repeated box filters) or ``"coarse"``
+    (noise on a 3-6 point control grid, trilinearly upsampled then lightly smoothed); None picks
+    one at random.  ``affine`` adds a small rotation/scaling (<= 3 deg, 3 %) and shift (<= 1.5 voxels).
+    """
+    def uniform(a: float, b: float) -> float:
+        return a + (b - a) * float(torch.rand((), generator=generator))
+
+    if family is None:
+        family = "gaussian" if float(torch.rand((), generator=generator)) < 0.5 else "coarse"
+    if family == "gaussian":
+        width = max(3, int(round(min(shape) * uniform(0.15, 0.3))) | 1)
+        u = torch.randn((1, 3) + tuple(shape), generator=generator)
+        for _ in range(3):
+            u = box_mean(u, width)
+    elif family == "coarse":
+        n = int(uniform(3, 7))
+        u = torch.randn((1, 3, n, n, n), generator=generator)
+        u = F.interpolate(u, size=tuple(shape), mode="trilinear", align_corners=True)
+        width = max(3, int(round(min(shape) / n / 2)) | 1)
+        u = box_mean(u, width)
+    else:
+        raise ValueError(f"family must be 'gaussian' or 'coarse', not {family!r}")
+    peak = u.norm(dim=1).max().clamp_min(1e-6)
+    u = u * (max_disp / peak)
+    if affine:
+        ang = [math.radians(uniform(-3.0, 3.0)) for _ in range(3)]
+        rot = _rotation(*ang) @ torch.diag(torch.tensor([uniform(0.97, 1.03) for _ in range(3)], dtype=torch.float64))
+        shift = torch.tensor([uniform(-1.5, 1.5) for _ in range(3)], dtype=torch.float64)
+        axes = [torch.arange(n, dtype=torch.float64) - (n - 1) / 2.0 for n in shape]
+        grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), 0).reshape(3, -1)
+        lin = ((rot - torch.eye(3, dtype=torch.float64)) @ grid + shift[:, None]).reshape((1, 3) + tuple(shape))
+        u = u + lin.float()
+    return u
+
+
+def _rotation(a: float, b: float, c: float) -> torch.Tensor:
+    ca, sa, cb, sb, cc, sc = math.cos(a), math.sin(a), math.cos(b), math.sin(b), math.cos(c), math.sin(c)
+    rx = torch.tensor([[1, 0, 0], [0, ca, -sa], [0, sa, ca]], dtype=torch.float64)
+    ry = torch.tensor([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]], dtype=torch.float64)
+    rz = torch.tensor([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]], dtype=torch.float64)
+    return rz @ ry @ rx
+
+
+def jitter_intensity(x: torch.Tensor, generator: torch.Generator, strength: float = 1.0) -> torch.Tensor:
+    """Random gamma (0.8-1.25), smooth multiplicative bias (up to exp(+-0.15)) and Rician-like noise (<= 3 %), clipped to [0, 1]."""
+    def uniform(a: float, b: float) -> float:
+        return a + (b - a) * float(torch.rand((), generator=generator))
+
+    shape = tuple(x.shape[2:])
+    gamma = math.exp(uniform(-0.22, 0.22) * strength)
+    y = x.clamp(0.0, 1.0) ** gamma
+    bias = F.interpolate(torch.randn((1, 1, 3, 3, 3), generator=generator), size=shape, mode="trilinear", align_corners=True)
+    bias = bias / bias.abs().max().clamp_min(1e-6)
+    y = y * torch.exp(uniform(0.0, 0.15) * strength * bias)
+    sigma = uniform(0.0, 0.03) * strength
+    if sigma > 0:
+        n1 = torch.randn(x.shape, generator=generator) * sigma
+        n2 = torch.randn(x.shape, generator=generator) * sigma
+        y = torch.sqrt((y + n1) ** 2 + n2 ** 2)
+    return y.clamp(0.0, 1.0)
