@@ -53,10 +53,11 @@ def test_regttr_refinement_improves_a_rough_initial_field(mni_small):
     coarse = regttr.refine(f, m, None, regttr.RegTTRConfig(iterations=30, finest_level=1, levels=2))
     start = resize_field(coarse.field, tuple(f.shape[2:]))
     refined = regttr.refine(f, m, start, regttr.RegTTRConfig.refinement())
-    assert refined.iterations <= 11
-    assert refined.best_loss <= refined.loss_curve[0]["loss"]
-    assert _dice(inputs, refined.field) >= _dice(inputs, start)
-    assert refined.loss_curve[-1]["ncc"] > refined.loss_curve[0]["ncc"]
+    assert refined.iterations == len(refined.loss_curve) and {c["level"] for c in refined.loss_curve} == {1}
+    assert refined.best_loss < 0.95 * refined.loss_curve[0]["loss"]  # a real decrease, not the start kept
+    assert _dice(inputs, refined.field) > _dice(inputs, start) + 0.03
+    best = min(refined.loss_curve, key=lambda c: c["loss"])
+    assert best["ncc"] > refined.loss_curve[0]["ncc"] + 0.02
 
 
 def test_ssmsr_improves_over_its_coarsest_scale(mni_small):

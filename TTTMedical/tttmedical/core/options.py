@@ -34,6 +34,7 @@ class Option:
     maximum: float | None = None   # inclusive
     exclusive_minimum: bool = False
     flag: str | None = None        # ``--lr`` instead of ``--learning-rate``
+    short: str | None = None       # a one-letter alias (``-o``)
     metavar: str | None = None
     panel_default: Any = None      # value shown by a panel when ``default`` is None
     positional: bool = False
@@ -116,9 +117,9 @@ class OptionSet:
             if o.positional:
                 parser.add_argument(o.name, help=help_text, metavar=o.metavar)
             elif o.kind is bool:
-                parser.add_argument(o.cli_flag, dest=o.name, action="store_true", help=help_text)
+                parser.add_argument(*filter(None, (o.short, o.cli_flag)), dest=o.name, action="store_true", help=help_text)
             else:
-                parser.add_argument(o.cli_flag, dest=o.name, type=o.kind, default=o.default, choices=o.choices,
+                parser.add_argument(*filter(None, (o.short, o.cli_flag)), dest=o.name, type=o.kind, default=o.default, choices=o.choices,
                                     required=o.required, metavar=o.metavar, help=help_text)
 
     def values(self, namespace: argparse.Namespace | dict) -> dict[str, Any]:

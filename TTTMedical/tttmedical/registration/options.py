@@ -17,7 +17,7 @@ INPUTS = OptionSet(
     Option("fixed", str, help="fixed image (NRRD, NIfTI, MHA, ...)", positional=True),
     Option("moving", str, help="moving image", positional=True),
     Option("output", str, help="output folder (created; a previous result there is replaced as a whole)",
-           flag="-o", required=True, metavar="OUTDIR"),
+           short="-o", required=True, metavar="OUTDIR"),
     Option("init", str, help="initial transform: an ITK/Slicer transform file (.tfm, .h5, .txt), a displacement-field "
                              "image, or 'predictor' for the built-in network (default: identity)",
            label="initial transform", metavar="FILE|predictor"),

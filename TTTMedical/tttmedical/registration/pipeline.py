@@ -130,6 +130,16 @@ def _evaluate(f: torch.Tensor, m: torch.Tensor, u: torch.Tensor | None, inputs: 
     return out, jac
 
 
+def _inside_fraction(field: np.ndarray) -> float:
+    """Fraction of fixed-grid voxels that the voxel field ``(3, D, H, W)`` maps inside the grid."""
+    inside = np.ones(field.shape[1:], bool)
+    for axis, n in enumerate(field.shape[1:]):
+        index = np.arange(n, dtype=np.float32).reshape([-1 if a == axis else 1 for a in range(3)])
+        position = index + field[axis]
+        inside &= (position >= -0.5) & (position <= n - 0.5)
+    return float(inside.mean())
+
+
 def _initial_transform(opts: RegisterOptions) -> str | None:
     init = None if opts.init in (None, "", "identity") else opts.init
     if opts.method == "predict" and init not in (None, "predictor"):
@@ -167,11 +177,9 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
         from .predictor import Predictor
 
         predictor = Predictor.load(opts.weights, opts.weights_sha256, ctx.device)
-    if init_field is not None:
-        start = warp(_tensor(m_np, "cpu"), torch.from_numpy(init_field)[None])[0, 0]
-        if float(start.max() - start.min()) < 1e-6:
-            raise InputError("The initial transform maps the fixed image's grid outside the moving image; check that "
-                             "--init is the transform from the fixed to the moving image (ITK resampling direction).")
+    if init_field is not None and _inside_fraction(init_field) < 0.01:
+        raise InputError("The initial transform maps the fixed image's grid outside the moving image; check that "
+                         "--init is the transform from the fixed to the moving image (ITK resampling direction).")
     ctx.log(f"Device: {device_description(ctx.device)}")
 
     def run(dev: torch.device):
@@ -187,8 +195,8 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
         overrides = {k: v for k, v in {"iterations": opts.iterations, "lr": opts.lr,
                                        "smoothness": opts.smoothness, "levels": opts.levels}.items() if v is not None}
         with ctx.timer("refine"):
-            if opts.method == "predict":
-                field, curve = u0, []
+            if opts.method == "predict":  # the prediction is the result; "initial" is identity
+                field, curve, u0 = u0, [], None
             elif opts.method == "regttr":
                 cfg = regttr.RegTTRConfig.refinement(**overrides) if u0 is not None else regttr.RegTTRConfig(**overrides)
                 result = regttr.refine(f, m, u0, cfg, ctx.stage_callback("refine"))
@@ -213,7 +221,7 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
     metrics.update({f"initial_{k}": v for k, v in initial.items()})
     report = ctx.report(
         method=opts.method,
-        initial_transform=init or "identity",
+        initial_transform="identity" if opts.method == "predict" else (init or "identity"),
         inputs=inputs.paths,
         grid={"shape_kji": list(fixed.shape), "spacing_mm": list(fixed.spacing)},
         parameters={**dataclasses.asdict(opts), **({"config": dataclasses.asdict(cfg)} if cfg is not None else {})},
