@@ -1,4 +1,7 @@
-"""Built-in registration predictor: safe weight loading, working-grid convention, shipped weights, training."""
+"""Built-in registration predictor: checked loading, working-grid convention, shipped weights, training.
+
+The checkpoint format itself (tampering, unsafe pickles, wrong formats) is tested in test_checkpoints.py.
+"""
 from __future__ import annotations
 
 import io
@@ -17,8 +20,6 @@ from tttmedical.registration.augment import random_field
 from tttmedical.registration.model_card import evaluate_pair
 from tttmedical.registration.networks import UNet3D
 
-UNPICKLED = []
-
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -27,18 +28,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
-
-
-def _mark(value):
-    UNPICKLED.append(value)
-    return value
-
-
-class _Payload:
-    """Runs ``_mark`` when unpickled by a full (unsafe) pickle load."""
-
-    def __reduce__(self):
-        return (_mark, ("code ran",))
 
 
 def _tiny_model(**kw) -> UNet3D:
@@ -71,12 +60,15 @@ def test_checksum_mismatch_is_refused(tmp_path):
         P.Predictor.load(tmp_path / "missing.pt", digest, "cpu")
 
 
-def test_loading_uses_weights_only(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"format": P.FORMAT, "state_dict": {}, "payload": _Payload()}, path)
-    with pytest.raises(InputError, match="safe torch weights"):
+def test_weights_not_matching_their_config_are_refused(tmp_path):
+    model = _tiny_model()
+    raw = io.BytesIO()
+    config = {**model.config(), "features": [4, 16]}
+    torch.save({"format": P.FORMAT, "config": config, "working_size": 32, "state_dict": model.state_dict()}, raw)
+    path = tmp_path / "w.pt"
+    path.write_bytes(raw.getvalue())
+    with pytest.raises(InputError, match="do not match the network"):
         P.Predictor.load(path, C.sha256_of(path), "cpu")
-    assert UNPICKLED == []
 
 
 def test_predict_on_working_grid_scales_vectors():
