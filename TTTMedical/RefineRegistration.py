@@ -1,17 +1,15 @@
 """RefineRegistration: test-time refinement of a deformable registration (Reg-TTR, SSMSR).
 
-Thin GUI layer: the panel is bound to a ``@parameterNodeWrapper`` parameter node through the .ui
-file's ``SlicerParameterName`` properties; every decision (exporting nodes, coordinate frames,
-running the engine in a background process, importing results) lives in
-``TTTMedicalLib.registration`` and the ``tttmedical`` engine, where it is tested without Slicer.
+Thin GUI layer: the ``.ui`` file, a ``@parameterNodeWrapper`` parameter node whose choices, defaults
+and ranges come from the engine's option declarations (``tttmedical.registration.options``), and
+the hooks of ``TTTMedicalGUI.panel.EngineJobWidgetMixin`` (Apply <-> Cancel, polling, dependencies,
+errors).  Everything else (exporting nodes, coordinate frames, the background engine, importing
+results) lives in ``TTTMedicalLib.registration`` and the ``tttmedical`` engine, tested without Slicer.
 """
 
 import enum
 import logging
-from typing import Annotated, Optional, Union
-
-import qt
-import vtk
+from typing import Annotated, Union
 
 import slicer
 from slicer.ScriptedLoadableModule import (
@@ -28,6 +26,10 @@ from slicer import (
     vtkMRMLSegmentationNode,
     vtkMRMLTransformNode,
 )
+
+from tttmedical.core.options import COMMON
+from tttmedical.registration.options import SETTINGS
+from TTTMedicalGUI.panel import EngineJobWidgetMixin, panel_range
 
 
 #
@@ -62,6 +64,10 @@ PyTorch extension).
 # Parameter node
 #
 
+OVERRIDABLE = ("iterations", "lr", "smoothness", "levels")
+"""Settings the panel passes only when "Override the method's defaults" is ticked (engine names)."""
+LR_DECIMALS, SMOOTHNESS_DECIMALS = 4, 3
+
 
 class Method(enum.Enum):
     REGTTR = "regttr"
@@ -78,11 +84,10 @@ class RefineRegistrationParameterNode:
     """
     fixedVolume, movingVolume - the pair; results are on the fixed grid.
     initialTransform - optional; else the moving volume's parent transform is the starting point.
-    fixedSegmentation, movingSegmentation - optional, segments matched by name.
-    method - Reg-TTR, SSMSR or predictor only.
-    overrideDefaults - if False the engine's defaults are used for iterations, learning rate, smoothness.
-    modality - intensity normalisation: mri (percentiles), ct (soft-tissue window) or none.
-    device - auto (CUDA when available), cpu or cuda.
+    fixedSegmentation, movingSegmentation - optional; label maps matched by value, segmentations by name.
+    method, iterations, lr, smoothness, levels, modality, device - the engine's options (same names,
+      defaults and ranges as ``tttmedical register``); iterations, lr, smoothness and levels are passed
+      only if overrideDefaults is set, else each method uses its own defaults.
     """
 
     fixedVolume: vtkMRMLScalarVolumeNode
@@ -90,13 +95,16 @@ class RefineRegistrationParameterNode:
     initialTransform: vtkMRMLTransformNode
     fixedSegmentation: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]
     movingSegmentation: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]
-    method: Method = Method.REGTTR
+    method: Method = Method(SETTINGS["method"].shown_default)
     overrideDefaults: bool = False
-    iterations: Annotated[int, WithinRange(1, 10000)] = 60
-    learningRate: Annotated[float, WithinRange(0.0001, 10.0), Decimals(4)] = 0.25
-    smoothness: Annotated[float, WithinRange(0.0, 1000.0), Decimals(3)] = 1.0
-    modality: Annotated[str, Choice(["mri", "ct", "none"])] = "mri"
-    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    iterations: Annotated[int, WithinRange(*panel_range(SETTINGS["iterations"]))] = SETTINGS["iterations"].shown_default
+    lr: Annotated[float, WithinRange(*panel_range(SETTINGS["lr"], LR_DECIMALS)),
+                  Decimals(LR_DECIMALS)] = SETTINGS["lr"].shown_default
+    smoothness: Annotated[float, WithinRange(*panel_range(SETTINGS["smoothness"], SMOOTHNESS_DECIMALS)),
+                          Decimals(SMOOTHNESS_DECIMALS)] = SETTINGS["smoothness"].shown_default
+    levels: Annotated[int, WithinRange(*panel_range(SETTINGS["levels"]))] = SETTINGS["levels"].shown_default
+    modality: Annotated[str, Choice(list(SETTINGS["modality"].choices))] = SETTINGS["modality"].shown_default
+    device: Annotated[str, Choice(list(COMMON["device"].choices))] = COMMON["device"].shown_default
 
 
 #
@@ -104,15 +112,13 @@ class RefineRegistrationParameterNode:
 #
 
 
-class RefineRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+class RefineRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, EngineJobWidgetMixin):
+    applyToolTip = "Run the refinement in the background; click again to cancel."
+
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
-        self._parameterNode = None
-        self._parameterNodeGuiTag = None
-        self._job = None
-        self._timer = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -120,130 +126,44 @@ class RefineRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-
         self.logic = RefineRegistrationLogic()
-
-        self._timer = qt.QTimer()
-        self._timer.setInterval(100)
-        self._timer.timeout.connect(self._pollJob)
-
+        self.setupEngineJobPanel()
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-
-        self.initializeParameterNode()
+        self.bindParameterNode(self.logic.getParameterNode())
 
     def cleanup(self) -> None:
-        if self._job is not None and self._job.running:
-            self._job.cancel()
-        if self._timer is not None:
-            self._timer.stop()
+        self.cleanupEngineJobPanel()
         self.removeObservers()
 
     def enter(self) -> None:
-        self.initializeParameterNode()
-
-    def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
+        self.bindParameterNode(self.logic.getParameterNode())  # no-op while bound to the same node
 
     def onSceneStartClose(self, caller, event) -> None:
-        if self._job is not None and self._job.running:
-            self._job.cancel()
-        self.setParameterNode(None)
+        self.cleanupEngineJobPanel()
+        self.bindParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
-            self.initializeParameterNode()
+            self.bindParameterNode(self.logic.getParameterNode())
 
-    def initializeParameterNode(self) -> None:
-        self.setParameterNode(self.logic.getParameterNode())
-
-    def setParameterNode(self, inputParameterNode: Optional[RefineRegistrationParameterNode]) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
-        self._parameterNode = inputParameterNode
-        if self._parameterNode:
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
-            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._updateGUI)
-            self._updateGUI()
-
-    def _updateGUI(self, caller=None, event=None) -> None:
-        running = self._job is not None and self._job.running
+    # -------------------------------------------------------------- EngineJobWidgetMixin hooks
+    def missingInputs(self) -> str:
         p = self._parameterNode
-        for widget in (self.ui.iterationsSpinBox, self.ui.learningRateSpinBox, self.ui.smoothnessSpinBox):
-            widget.enabled = bool(p and p.overrideDefaults) and not running
-        if running:
-            self.ui.applyButton.text = "Cancel"
-            self.ui.applyButton.toolTip = "Stop the computation; the scene is left as it was."
-            self.ui.applyButton.enabled = True
-        elif p and p.fixedVolume and p.movingVolume:
-            self.ui.applyButton.text = "Apply"
-            self.ui.applyButton.toolTip = "Run the refinement in the background."
-            self.ui.applyButton.enabled = True
-        else:
-            self.ui.applyButton.text = "Apply"
-            self.ui.applyButton.toolTip = "Select a fixed and a moving volume."
-            self.ui.applyButton.enabled = False
+        return "" if p.fixedVolume and p.movingVolume else "Select a fixed and a moving volume."
 
-    def onApplyButton(self) -> None:
-        if self._job is not None and self._job.running:
-            self.ui.statusLabel.text = "Cancelling..."
-            self._job.cancel()
-            return
-        from tttmedical.core.errors import InputError
-        from TTTMedicalLib.dependencies import DependencyError, ensure_dependencies
+    def updatePanelWidgets(self, running: bool) -> None:
+        override = bool(self._parameterNode and self._parameterNode.overrideDefaults)
+        for widget in (self.ui.iterationsSpinBox, self.ui.lrSpinBox, self.ui.smoothnessSpinBox,
+                       self.ui.levelsSpinBox):
+            widget.enabled = override and not running
 
-        self.ui.logTextEdit.clear()
-        self.ui.progressBar.value = 0
-        try:
-            with slicer.util.WaitCursor():
-                ensure_dependencies(log=self._appendLog)
-                self._job = self.logic.createJob(self._parameterNode, on_progress=self._onProgress,
-                                                 on_log=self._appendLog, on_finished=self._onFinished)
-                self._job.start()
-        except (InputError, DependencyError) as exc:
-            self._job = None
-            self.ui.statusLabel.text = str(exc)
-            slicer.util.errorDisplay(str(exc))
-            return
-        except Exception as exc:
-            self._job = None
-            logging.exception("RefineRegistration could not start")
-            slicer.util.errorDisplay(f"Could not start the refinement: {exc}")
-            return
-        self.ui.statusLabel.text = "Running..."
-        self._timer.start()
-        self._updateGUI()
+    def createJob(self, on_progress=None, on_log=None, on_finished=None):
+        return self.logic.createJob(self._parameterNode, on_progress=on_progress, on_log=on_log, on_finished=on_finished)
 
-    def _pollJob(self) -> None:
-        if self._job is None or not self._job.poll():
-            self._timer.stop()
-
-    def _onProgress(self, fraction: float, text: str) -> None:
-        self.ui.progressBar.value = int(round(1000 * fraction))
-        self.ui.statusLabel.text = text
-
-    def _appendLog(self, text: str) -> None:
-        self.ui.logTextEdit.appendPlainText(text)
-        logging.info(text)
-
-    def _onFinished(self, job) -> None:
-        self._timer.stop()
-        if job.outputs is not None:
-            self.ui.progressBar.value = 1000
-            self.ui.statusLabel.text = "Done: " + self.logic.summary(job.outputs)
-            self.logic.showResults(job.outputs, job.inputs.fixed)
-        elif job.cancelled:
-            self.ui.progressBar.value = 0
-            self.ui.statusLabel.text = "Cancelled; the scene is unchanged."
-        else:
-            self.ui.statusLabel.text = str(job.error)
-            slicer.util.errorDisplay(str(job.error))
-        self._updateGUI()
+    def onJobSucceeded(self, job) -> str:
+        self.logic.showResults(job.outputs, job.inputs.fixed)
+        return "Done: " + self.logic.summary(job.outputs)
 
 
 #
@@ -264,15 +184,9 @@ class RefineRegistrationLogic(ScriptedLoadableModuleLogic):
     def settingsFromParameters(parameterNode):
         from TTTMedicalLib.registration import RegistrationSettings
 
-        override = parameterNode.overrideDefaults
-        return RegistrationSettings(
-            method=parameterNode.method.value,
-            iterations=parameterNode.iterations if override else None,
-            learning_rate=parameterNode.learningRate if override else None,
-            smoothness=parameterNode.smoothness if override else None,
-            modality=parameterNode.modality,
-            device=parameterNode.device,
-        )
+        chosen = {name: getattr(parameterNode, name) for name in OVERRIDABLE} if parameterNode.overrideDefaults else {}
+        return RegistrationSettings(method=parameterNode.method.value, modality=parameterNode.modality,
+                                    device=parameterNode.device, **chosen)
 
     @staticmethod
     def inputsFromParameters(parameterNode):
@@ -286,25 +200,27 @@ class RefineRegistrationLogic(ScriptedLoadableModuleLogic):
             moving_segmentation=parameterNode.movingSegmentation,
         )
 
-    def createJob(self, parameterNode, on_progress=None, on_log=None, on_finished=None):
+    def createJob(self, parameterNode, **callbacks):
         """A not-yet-started ``RegistrationJob`` for the panel's parameters."""
         from TTTMedicalLib.registration import RegistrationJob
 
         return RegistrationJob(self.inputsFromParameters(parameterNode), self.settingsFromParameters(parameterNode),
-                               scene=slicer.mrmlScene, temp_root=slicer.app.temporaryPath,
-                               on_progress=on_progress, on_log=on_log, on_finished=on_finished)
+                               scene=slicer.mrmlScene, temp_root=slicer.app.temporaryPath, **callbacks)
 
     def run(self, fixedVolume, movingVolume, initialTransform=None, fixedSegmentation=None, movingSegmentation=None,
-            method="regttr", iterations=None, learningRate=None, smoothness=None, modality="mri", device="auto",
-            showResult=True, log=logging.info, timeout=None):
-        """Blocking run for Python scripts; returns ``RegistrationOutputs`` (raises on failure)."""
+            showResult=True, log=logging.info, timeout=None, processFactory=None, **settings):
+        """Blocking run for Python scripts; returns ``RegistrationOutputs`` (raises on failure).
+
+        ``settings`` are the engine's options by their engine names (``method``, ``iterations``,
+        ``lr``, ``smoothness``, ``levels``, ``modality``, ``device``, ``seed``); ``None`` or absent
+        leaves the method's own default.  ``processFactory`` replaces the engine process (self-test).
+        """
         from TTTMedicalLib.registration import RegistrationInputs, RegistrationJob, RegistrationSettings
 
         job = RegistrationJob(
             RegistrationInputs(fixedVolume, movingVolume, initialTransform, fixedSegmentation, movingSegmentation),
-            RegistrationSettings(method=method, iterations=iterations, learning_rate=learningRate,
-                                 smoothness=smoothness, modality=modality, device=device),
-            scene=slicer.mrmlScene, temp_root=slicer.app.temporaryPath, on_log=log)
+            RegistrationSettings(**settings), scene=slicer.mrmlScene, temp_root=slicer.app.temporaryPath, on_log=log,
+            process_factory=processFactory)
         outputs = job.run_blocking(timeout)
         if showResult:
             self.showResults(outputs, fixedVolume)
@@ -335,14 +251,65 @@ class RefineRegistrationLogic(ScriptedLoadableModuleLogic):
 
 
 class RefineRegistrationTest(ScriptedLoadableModuleTest):
-    """Self-test: a synthetic pair built with ``slicer.util.addVolumeFromArray`` (no download)."""
+    """Self-test on a synthetic pair built with ``slicer.util.addVolumeFromArray`` (no download).
+
+    The scene round trip always runs, with the torch-free stand-in engine
+    (``TTTMedicalLib.fake_engine``: a known constant displacement); the real refinement runs when
+    the engine's packages (torch first) are installed, which is never done in testing mode.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
+        self.test_RefineRegistration_scene_round_trip()
+        self.setUp()
+        self.test_RefineRegistration_cancel_leaves_scene_unchanged()
+        self.setUp()
         self.test_RefineRegistration_improves_ncc()
+
+    def test_RefineRegistration_scene_round_trip(self):
+        import numpy as np
+        from TTTMedicalLib import fake_engine, samples, transforms
+        from TTTMedicalLib.results import table_as_dict
+
+        self.delayDisplay("Scene round trip with the stand-in engine")
+        fixed, moving, fixedLabels, movingLabels = samples.add_registration_pair(size=12, with_labels=True)
+        movingBefore = slicer.util.arrayFromVolume(moving).copy()
+        outputs = RefineRegistrationLogic().run(fixed, moving, fixedSegmentation=fixedLabels, movingSegmentation=movingLabels,
+                                                iterations=3, showResult=False, timeout=120,
+                                                processFactory=fake_engine.process_factory("success"))
+        corner = np.array(fixed.GetOrigin())
+        moved = transforms.transform_points_ras(outputs.transform.GetTransformFromParent(), corner[None])[0]
+        shiftRas = np.array(fake_engine.FAKE_SHIFT_LPS) * [-1, -1, 1]
+        self.assertLess(np.abs(moved - corner - shiftRas).max(), 1e-6)
+        self.assertEqual(table_as_dict(outputs.metrics_table)["ncc"], (0.5, 0.75))
+        self.assertEqual(outputs.warped.GetImageData().GetDimensions(), fixed.GetImageData().GetDimensions())
+        self.assertEqual(outputs.warped_segmentation.GetSegmentation().GetNumberOfSegments(), 2)
+        self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(moving), movingBefore))
+        self.assertIsNone(moving.GetParentTransformNode())
+
+    def test_RefineRegistration_cancel_leaves_scene_unchanged(self):
+        import time
+        from TTTMedicalLib import fake_engine, samples
+        from TTTMedicalLib.registration import RegistrationInputs, RegistrationJob
+
+        self.delayDisplay("Cancelling leaves the scene as it was")
+        fixed, moving = samples.add_registration_pair(size=12)
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        progress = []
+        job = RegistrationJob(RegistrationInputs(fixed, moving), scene=slicer.mrmlScene, temp_root=slicer.app.temporaryPath,
+                              on_progress=lambda fraction, text: progress.append(fraction),
+                              process_factory=fake_engine.process_factory("slow"))
+        job.start()
+        deadline = time.monotonic() + 60
+        while not progress and job.poll() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(progress and job.running)
+        job.cancel()
+        self.assertTrue(job.cancelled and job.outputs is None)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
 
     def test_RefineRegistration_improves_ncc(self):
         import numpy as np
@@ -350,20 +317,16 @@ class RefineRegistrationTest(ScriptedLoadableModuleTest):
         from TTTMedicalLib.results import table_as_dict
 
         if not dependencies.torch_installed() or dependencies.missing_requirements():
-            self.skipTest("PyTorch or another engine package is not installed (nothing is installed in testing mode); "
-                          "install them with the module once, then rerun the test.")
-        self.delayDisplay("Building a synthetic pair")
+            self.delayDisplay("PyTorch or another engine package is not installed (nothing is installed in testing mode): "
+                              "the refinement with the real engine was not run.")
+            return
+        self.delayDisplay("Refining with the real engine (Reg-TTR)")
         fixed, moving = samples.add_registration_pair(size=24, amplitude_voxels=1.5)
         movingBefore = slicer.util.arrayFromVolume(moving).copy()
-
-        self.delayDisplay("Refining (Reg-TTR)")
-        outputs = RefineRegistrationLogic().run(fixed, moving, method="regttr", iterations=20, showResult=False,
-                                                timeout=600)
-
+        outputs = RefineRegistrationLogic().run(fixed, moving, method="regttr", iterations=20, showResult=False, timeout=600)
         metrics = outputs.report["metrics"]
         self.assertGreater(metrics["ncc"], metrics["initial_ncc"])
-        table = table_as_dict(outputs.metrics_table)
-        self.assertAlmostEqual(table["ncc"][1], metrics["ncc"], places=6)
+        self.assertAlmostEqual(table_as_dict(outputs.metrics_table)["ncc"][1], metrics["ncc"], places=6)
         self.assertTrue(outputs.transform.IsA("vtkMRMLGridTransformNode"))
         self.assertEqual(outputs.warped.GetImageData().GetDimensions(), fixed.GetImageData().GetDimensions())
         self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(moving), movingBefore))

@@ -25,6 +25,7 @@ MODULE_DIR = ROOT / "TTTMedical"
 MODULE = MODULE_DIR / "RefineRegistration.py"
 UI = MODULE_DIR / "Resources" / "UI" / "RefineRegistration.ui"
 LIB = MODULE_DIR / "TTTMedicalLib"
+GUI = MODULE_DIR / "TTTMedicalGUI"
 
 # Widget classes each connector accepts, by field kind (guiConnectors.py canRepresent()).
 CONNECTABLE = {
@@ -92,14 +93,25 @@ def test_parameter_names_match_fields_and_widget_classes():
         assert widget_class in CONNECTABLE[fields[field]], f"{field} ({fields[field]}) cannot bind to a {widget_class}"
 
 
-def test_module_choices_match_the_scene_layer():
-    sys.path.insert(0, str(MODULE_DIR))
-    from TTTMedicalLib.registration import DEVICES, METHODS, MODALITIES
-
-    source = MODULE.read_text()
-    assert set(re.findall(r'^\s+[A-Z]+ = "(\w+)"$', source, re.M)) == set(METHODS)
-    assert re.search(r'Choice\(\["auto", "cpu", "cuda"\]\)', source) and DEVICES == ("auto", "cpu", "cuda")
-    assert re.search(r'Choice\(\["mri", "ct", "none"\]\)', source) and MODALITIES == ("mri", "ct", "none")
+def test_parameter_node_takes_engine_options_from_their_declarations():
+    """Choices and defaults of engine options are read from tttmedical.registration.options / core.options,
+    never written again in the module (the values themselves are pinned in test_module_selftest.py)."""
+    for node in module_tree().body:
+        if isinstance(node, ast.ClassDef) and node.name == "RefineRegistrationParameterNode":
+            break
+    for item in node.body:
+        if not isinstance(item, ast.AnnAssign) or item.value is None:
+            continue
+        name = item.target.id
+        if name in ("overrideDefaults",):
+            assert ast.unparse(item.value) == "False"
+            continue
+        assert re.search(r"\b(SETTINGS|COMMON)\[['\"]\w+['\"]\]", ast.unparse(item.value)), f"default of {name} is not a declaration"
+        for call in ast.walk(item.annotation):
+            if isinstance(call, ast.Call) and getattr(call.func, "id", "") in ("Choice", "WithinRange"):
+                assert not any(isinstance(a, (ast.List, ast.Constant)) for a in call.args), \
+                    f"{name}: {ast.unparse(call)} repeats values declared by the engine"
+    assert "learningRate" not in MODULE.read_text() + UI.read_text()  # engine names only (lr)
 
 
 def test_module_defines_the_scripted_module_classes():
@@ -133,7 +145,7 @@ def test_slicer_api_used_exists_in_slicer_core_where_the_wheel_has_it():
     # Application-only API, verified by hand against Slicer's source (see docs/slicer.md):
     app_only = {"app", "modules", "packaging", "ScriptedLoadableModule", "parameterNodeWrapper", "mrmlScene"}
     problems = []
-    for path in [MODULE, *sorted(LIB.glob("*.py"))]:
+    for path in [MODULE, *sorted(LIB.glob("*.py")), *sorted(GUI.glob("*.py"))]:
         for chain in _slicer_attribute_chains(path):
             head = chain[0]
             if head in app_only:
@@ -154,16 +166,20 @@ def test_slicer_api_used_exists_in_slicer_core_where_the_wheel_has_it():
     assert not problems, problems
 
 
-def test_cmake_lists_every_scene_script_and_module_resource():
+def test_cmake_lists_every_scene_and_panel_script_and_module_resource():
     text = (MODULE_DIR / "CMakeLists.txt").read_text()
-    for path in sorted(LIB.glob("*.py")):
-        assert f"TTTMedicalLib/{path.name}" in text, f"{path.name} is not listed in TTTMedical/CMakeLists.txt"
-    for listed in re.findall(r"^\s+(TTTMedicalLib/\S+\.py)$", text, re.M):
+    for folder in (LIB, GUI):
+        for path in sorted(folder.glob("*.py")):
+            assert f"{folder.name}/{path.name}" in text, f"{folder.name}/{path.name} is not listed in TTTMedical/CMakeLists.txt"
+    for listed in re.findall(r"^\s+(TTTMedical(?:Lib|GUI)/\S+\.py)$", text, re.M):
         assert (MODULE_DIR / listed).is_file(), f"{listed} is listed but missing"
+    assert "${TTTMEDICAL_GUI_SCRIPTS}" in text and "${TTTMEDICAL_LIB_SCRIPTS}" in text
     assert "Resources/Icons/${MODULE_NAME}.png" in text and "Resources/UI/${MODULE_NAME}.ui" in text
     assert (MODULE_DIR / "Resources" / "Icons" / "RefineRegistration.png").is_file() and UI.is_file()
     assert "tttmedical/*.py" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
     assert re.search(r"slicerMacroBuildScriptedModule\(\s*NAME \$\{MODULE_NAME\}", text)
+    loose = sorted(p.name for p in MODULE_DIR.glob("*.py"))
+    assert loose == ["RefineRegistration.py"], f"Slicer loads every .py in {MODULE_DIR.name}/ as a module: {loose}"
 
 
 def test_extension_metadata_and_files():
