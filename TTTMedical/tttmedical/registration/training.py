@@ -50,6 +50,8 @@ class ImageSet:
 
 @dataclasses.dataclass
 class TrainConfig:
+    """Loss weights, windows and optimiser settings of :func:`train` (see :func:`pair_loss`)."""
+
     steps: int = 2000
     lr: float = 1e-3
     lr_final: float = 1e-4            # cosine decay from lr to lr_final
