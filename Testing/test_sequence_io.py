@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from engine_helpers import rotation
 
 from tttmedical.core.errors import InputError
 from tttmedical.core.sequence import LABELMAP_NODE_CLASS, Sequence, read_sequence, write_sequence
@@ -20,8 +21,7 @@ INDEX = [0.0, 0.25, 0.5, 0.75, 1.1]
 
 def _direction() -> np.ndarray:
     """An oblique, axis-permuting, right-handed direction matrix (columns = i, j, k in LPS)."""
-    a = math.radians(20.0)
-    rot = np.array([[math.cos(a), -math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    rot = rotation(0.0, 0.0, math.radians(20.0))
     perm = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
     return rot @ perm
 
@@ -284,3 +284,21 @@ def test_sequence_validation():
         Sequence([a, a.with_array(np.zeros((3, 3, 4), np.float32))])
     with pytest.raises(InputError):
         write_sequence(Sequence([a]), "/tmp/out.mha")
+
+
+@pytest.mark.parametrize("name", ["s.seq.nrrd", "s.nii.gz"])
+def test_non_finite_frames_are_refused_in_both_formats(tmp_path, name):
+    seq = _sequence()
+    seq.frames[2].array[1, 2, 3] = np.nan
+    path = write_sequence(seq, tmp_path / name)
+    with pytest.raises(InputError, match=r"^Frame 2 of the cine file .* contains NaN or infinite voxels; .*\.$"):
+        read_sequence(path, "cine")
+
+
+def test_nrrd_module_gives_sequence_fields(tmp_path):
+    from tttmedical.core.nrrd import read_nrrd
+
+    path = write_sequence(_sequence(), tmp_path / "s.seq.nrrd")
+    fields = read_nrrd(path, "cine")
+    assert Sequence(**fields).index_values == INDEX and fields["index_name"] == "time"
+    assert fields["attributes"] == {"DataNodeClassName": "vtkMRMLScalarVolumeNode"}
