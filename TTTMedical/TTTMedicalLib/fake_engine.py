@@ -118,6 +118,7 @@ def success(args) -> None:
 
 
 def main() -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the bundled engine's option declarations
     args = parse(sys.argv[1:])
     behaviour = os.environ.get("FAKE_ENGINE_BEHAVIOUR", "success")
     if behaviour in ("slow", "stubborn"):

@@ -88,11 +88,10 @@ def rollback_on_error(scene):
     try:
         yield
     except BaseException:
-        remove_nodes_added_since(scene, before)
         sh = subject_hierarchy(scene)
-        for item in sorted(subject_hierarchy_items(scene) - items_before):
-            if item in subject_hierarchy_items(scene):  # not removed with a parent folder already
-                sh.RemoveItem(item)
+        for item in sorted(subject_hierarchy_items(scene) - items_before, reverse=True):  # children first
+            sh.RemoveItem(item, False, False)  # the items only; their nodes go next
+        remove_nodes_added_since(scene, before)
         raise
 
 

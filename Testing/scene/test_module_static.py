@@ -194,6 +194,26 @@ def test_extension_metadata_and_files():
         assert (ROOT / url).is_file(), f"{url} named in CMakeLists.txt is missing"
 
 
+# Properties of Slicer's Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json (additionalProperties: false).
+CATALOG_REQUIRED = {"$schema", "category", "scm_url"}
+CATALOG_PROPERTIES = CATALOG_REQUIRED | {"scm_revision", "scm_type", "build_dependencies", "dicom_support_rule",
+                                         "build_subdirectory", "enabled", "tier"}
+
+
+def test_extensions_index_catalog_entry_matches_the_s4ext():
+    import json
+
+    entry = json.loads((ROOT / "TTTMedical.json").read_text())
+    s4ext = dict((line.split(" ", 1) + [""])[:2] for line in (ROOT / "TTTMedical.s4ext").read_text().splitlines()
+                 if line.strip() and not line.startswith("#"))
+    assert CATALOG_REQUIRED <= set(entry) <= CATALOG_PROPERTIES
+    assert entry["$schema"].endswith("/Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json#")
+    assert entry["build_dependencies"] == s4ext["depends"].split() == ["PyTorch"]
+    assert (entry["scm_url"], entry["scm_revision"], entry["category"]) == (s4ext["scmurl"], s4ext["scmrevision"], s4ext["category"])
+    assert entry["build_subdirectory"] == s4ext["build_subdirectory"] and entry["tier"] == int(s4ext["tier"])
+    assert entry["enabled"] is (s4ext["enabled"] == "1") and entry["scm_type"] == s4ext["scm"] == "git"
+
+
 def test_dependency_list_matches_pyproject():
     sys.path.insert(0, str(MODULE_DIR))
     from TTTMedicalLib import dependencies
