@@ -11,15 +11,19 @@ Modules (each one file deep):
 * :mod:`.labels`       segmentations / label maps -> label volumes with matched label values
 * :mod:`.results`      metrics table, loss plot, output folder in the subject hierarchy
 * :mod:`.runner`       the engine in a background process (JSON progress lines, cancel, cleanup)
+* :mod:`.job`          the engine-job base every task subclasses (prepare / import hooks, rollback)
 * :mod:`.registration` RefineRegistration: inputs -> files -> ``tttmedical register`` -> nodes
 * :mod:`.dependencies` installing the engine's requirements inside Slicer
 * :mod:`.samples`      small synthetic inputs for self-tests
+* :mod:`.fake_engine`  a torch-free stand-in for the engine process (self-tests, scene tests)
 
 Nothing is imported eagerly, so ``TTTMedicalLib.runner`` works without ``slicer``.
 """
 
 __all__ = [
     "dependencies",
+    "fake_engine",
+    "job",
     "labels",
     "registration",
     "results",
