@@ -108,3 +108,12 @@ def test_cuda_out_of_memory_falls_back_to_cpu_through_the_progress_channel():
     fractions = [e["fraction"] for e in events if e["event"] == "progress"]
     assert fractions == sorted(fractions)  # the retry does not move the bar backwards
     assert ctx.report()["device"].startswith("cpu")
+
+
+def test_result_folder_has_ordinary_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        _result(tmp_path / "out", {"a.txt": "1"})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755

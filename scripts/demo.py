@@ -31,7 +31,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for name in ("phantom-4d",) + PAIRS:
         target = data / name
-        if not (target / "sample.json").exists() and not (target / "sequence.json").exists():
+        if not (target / "sample.json").exists():
             print(f"== writing sample data '{name}' -> {target}")
             write_sample(name, target)
     for pair in PAIRS:

@@ -74,22 +74,28 @@ def previous_result_files(outdir: Path) -> set[str] | None:
     return None
 
 
+def check_writable_folder(folder: str | Path, what: str = "output folder") -> Path:
+    """``folder`` (absolute) if it is an existing folder or can be created, and can be written."""
+    folder = Path(folder).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"The {what} '{folder}' is an existing file; pass a folder path (it is created if missing).")
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"The {what} '{folder}' cannot be created because '{ancestor}' is a file; choose another path.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"The {what} '{folder}' cannot be written ('{ancestor}' is read-only); choose a writable location.")
+    return folder
+
+
 def check_output_dir(outdir: str | Path, what: str = "output folder") -> Path:
     """Check ``outdir`` before any work; raise :class:`InputError` with one sentence, else return it.
 
     Accepted: a path that does not exist yet (its first existing ancestor writable), an empty
     folder, or a folder holding only a previous TTTMedical result.
     """
-    outdir = Path(outdir).expanduser().absolute()
-    if outdir.exists() and not outdir.is_dir():
-        raise InputError(f"The {what} '{outdir}' is an existing file; pass a folder path (it is created if missing).")
-    ancestor = outdir.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise InputError(f"The {what} '{outdir}' cannot be created because '{ancestor}' is a file; choose another path.")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise InputError(f"The {what} '{outdir}' cannot be written ('{ancestor}' is read-only); choose a writable location.")
+    outdir = check_writable_folder(outdir, what)
     if outdir.is_dir():
         present = {p.name for p in outdir.iterdir()}
         if present:
@@ -115,6 +121,9 @@ def write_output_set(outdir: str | Path, write: Callable[[Path, Path], dict[str,
     outdir = Path(outdir).expanduser().absolute()
     outdir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}{_PARTIAL}{os.getpid()}-", dir=outdir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp's folder is private (0700); the result is an ordinary folder
     old: Path | None = None
     try:
         names = write(tmp, outdir)

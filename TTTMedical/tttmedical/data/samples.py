@@ -70,7 +70,6 @@ def write_sample(name: str, outdir, seed: int = 0, log: Callable[[str], object] 
     start = time.perf_counter()
 
     def write(tmp: Path, final: Path) -> dict[str, str]:
-        tmp.chmod(0o755)  # the partial folder is private; the sample folder is ordinary user data
         metadata = {"sample": name, "description": SAMPLES[name], **_BUILDERS[name](tmp, seed, log, small)}
         metadata["generation"]["versions"] = _versions()
         _write_json(tmp / MANIFEST, metadata)

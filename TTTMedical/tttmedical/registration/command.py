@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..core.options import COMMON, Option, OptionSet
-from ..core.outputs import check_output_dir
+from ..core.outputs import check_output_dir, check_writable_folder
 from ..core.progress import Progress
 from .options import REGISTER
 
@@ -64,8 +64,7 @@ def run_train(args: argparse.Namespace, progress: Progress) -> int:
     from .training import train_predictor
 
     values = TRAIN.validate(args)
-    if Path(values["output"]).exists() and not Path(values["output"]).is_dir():
-        check_output_dir(values["output"], "training output folder")
+    check_writable_folder(values["output"], "training output folder")  # weights and card are replaced file by file
     report = train_predictor(Path(values["output"]), steps=values["steps"], seed=values["seed"],
                              device=values["device"], progress=progress)
     if progress.mode != "json":
