@@ -78,13 +78,13 @@ EXAMPLE = {
     "fixedVolumeSelector": "CT abdomen (fixed)", "movingVolumeSelector": "CT abdomen follow-up",
     "initialTransformSelector": "Elastix B-spline", "fixedSegmentationSelector": "organs (fixed)",
     "movingSegmentationSelector": "organs (follow-up)", "methodComboBox": "Reg-TTR (refine the field)",
-    "iterationsSpinBox": "60", "learningRateSpinBox": "0.2500", "smoothnessSpinBox": "1.000", "modalityComboBox": "ct", "deviceComboBox": "auto",
+    "iterationsSpinBox": "12", "lrSpinBox": "0.2500", "levelsSpinBox": "3", "smoothnessSpinBox": "1.000", "modalityComboBox": "ct", "deviceComboBox": "auto",
 }
 
 
 def panel(ax, ui_path: Path) -> None:
     ax.set_xlim(0, 10)
-    ax.set_ylim(0, 16)
+    ax.set_ylim(-1.2, 16)
     ax.axis("off")
     ax.add_patch(FancyBboxPatch((0.1, 0.1), 9.8, 15.8, boxstyle="round,pad=0,rounding_size=0.2", fc="#fbfbfb", ec="#b8c0cc"))
     ax.text(0.4, 15.35, "Refine Registration", fontsize=12, fontweight="bold", color=DARK, va="center")
@@ -104,7 +104,7 @@ def panel(ax, ui_path: Path) -> None:
                 ax.text(0.6, y - 0.07, label, fontsize=8, va="center", color=DARK)
                 ax.add_patch(FancyBboxPatch((4.1, y - 0.3), 5.4, 0.46, boxstyle="round,pad=0,rounding_size=0.06", fc="white", ec="#9aa5b1"))
                 suffix = "  ▾" if cls in ("qMRMLNodeComboBox", "QComboBox") else ""
-                disabled = name in ("iterationsSpinBox", "learningRateSpinBox", "smoothnessSpinBox")  # until "Override" is ticked
+                disabled = name in ("iterationsSpinBox", "lrSpinBox", "levelsSpinBox", "smoothnessSpinBox")  # until "Override" is ticked
                 ax.text(4.25, y - 0.07, EXAMPLE.get(name, "") + suffix, fontsize=7.5, va="center",
                         color="#a0a7b0" if disabled else "#333333")
             y -= 0.7
@@ -162,8 +162,8 @@ def flow(ax) -> None:
     box(ax, (0.3, 5.9), 9.4, 4.2, "TTTMedicalLib (scene layer, no qt)", [
         "volumes: IJK-to-RAS <-> LPS files (NRRD)",
         "transforms: linear -> .tfm, others -> LPS-mm field",
-        "labels: segments matched by name -> label files",
-        "runner: PythonSlicer -m tttmedical ... --progress json",
+        "labels: label maps by value, segments by name -> files",
+        "runner: PythonSlicer, bundled engine first, --progress json",
         "  reader threads -> queue -> poll() -> callbacks",
         "  cancel: kill the process tree; temp folder removed",
     ], DARK)
