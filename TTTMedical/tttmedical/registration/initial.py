@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..core.checks import input_file, verify_image_file
 from ..core.errors import InputError
 from ..core.volume import Volume
 from ..core.warp import linear_to_voxel_field
@@ -26,30 +27,27 @@ TRANSFORM_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5", ".mat", ".xfm")
 
 def read_initial_field(path: str | Path, fixed: Volume) -> np.ndarray:
     """Voxel displacement field (3, D, H, W) on ``fixed``'s grid from an initial-transform file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"The initial transform file '{path}' does not exist; check the path or omit --init.")
-    name = path.name.lower()
-    if name.endswith(TRANSFORM_SUFFIXES):
-        try:
-            transform = sitk.ReadTransform(str(path))
-        except RuntimeError:
-            raise InputError(
-                f"The initial transform file '{path}' could not be read as an ITK transform; save it from Slicer or SimpleITK as .tfm or .h5."
-            ) from None
+    path = input_file(path, "initial transform", "check the path or omit --init")
+    if path.name.lower().endswith(TRANSFORM_SUFFIXES):
+        transform = _read(sitk.ReadTransform, path, "could not be read as an ITK transform; save it from Slicer or "
+                                                    "SimpleITK as .tfm or .h5")
         return linear_to_voxel_field(transform, fixed)
-    try:
-        image = sitk.ReadImage(str(path))
-    except RuntimeError:
-        raise InputError(
-            f"The initial transform file '{path}' is neither an ITK transform nor a readable displacement image; use .tfm/.h5 or a 3-component NIfTI/NRRD field."
-        ) from None
+    image = _read(sitk.ReadImage, path, "is neither an ITK transform nor a readable displacement image; use .tfm/.h5 "
+                                        "or a 3-component NIfTI/NRRD field")
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 3:
         raise InputError(
             f"The initial displacement field '{path}' must be a 3D image with 3 components per voxel (got {image.GetDimension()}D, {image.GetNumberOfComponentsPerPixel()} components)."
         )
+    verify_image_file(path, "initial displacement field")
     field = sitk.Cast(image, sitk.sitkVectorFloat64)
     if not np.all(np.isfinite(sitk.GetArrayViewFromImage(field))):
         raise InputError(f"The initial displacement field '{path}' contains NaN or infinite vectors; recompute it.")
-    transform = sitk.DisplacementFieldTransform(field)
-    return linear_to_voxel_field(transform, fixed)
+    return linear_to_voxel_field(sitk.DisplacementFieldTransform(field), fixed)
+
+
+def _read(reader, path: Path, problem: str):
+    """``reader(path)``; an ITK read error becomes one sentence: the file ``problem``."""
+    try:
+        return reader(str(path))
+    except RuntimeError:
+        raise InputError(f"The initial transform file '{path}' {problem}.") from None
