@@ -19,6 +19,7 @@ run leaves the scene as it was.  Imports no ``qt``.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import shutil
 import tempfile
@@ -42,7 +43,7 @@ def progress_text(event: dict) -> str:
     return text
 
 
-class EngineJob:
+class EngineJob(abc.ABC):
     """Base class of a module's engine run; subclasses set :attr:`task` and the two hooks."""
 
     task = "The run"
@@ -66,13 +67,13 @@ class EngineJob:
         self._t0 = 0.0
 
     # -------------------------------------------------------------- hooks
+    @abc.abstractmethod
     def prepare(self, folder: Path) -> tuple[list[str], dict]:
         """Write the inputs into ``folder``; return the engine arguments and a context dict."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def import_outputs(self, result: RunResult, output_dir: Path, context: dict) -> Any:
         """Create the result nodes of a successful run; whatever it adds is removed if it raises."""
-        raise NotImplementedError
 
     def output_dir(self) -> Path:
         """Where the engine writes its outputs (inside the temporary folder)."""

@@ -13,7 +13,6 @@ Outputs are identified by the manifest file (``report.json`` or ``sample.json``)
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -140,8 +139,7 @@ def write_output_set(outdir: str | Path, write: Callable[[Path, Path], dict[str,
                 (old / "set").replace(outdir)
             raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return {k: outdir / v for k, v in names.items()}

@@ -95,3 +95,8 @@ class Stages:
         a, b = self.spans[name]
         self.fraction = max(self.fraction, a + (b - a) * min(max(local_fraction, 0.0), 1.0))
         self.progress.update(self.fraction, stage or name, **extra)
+
+    def complete(self, stage: str = "Done") -> None:
+        """Report the whole run as done (fraction 1)."""
+        self.fraction = 1.0
+        self.progress.update(1.0, stage)

@@ -107,7 +107,6 @@ class RunContext:
             return names
 
         outputs = write_output_set(self.outdir, write_all)
-        self.stages.fraction = 1.0
-        self.progress.update(1.0, "Done")
+        self.stages.complete()
         self.progress.done(outputs, str(outputs["report"]))
         return outputs

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from .checks import input_file, verify_image_file
 from .errors import InputError
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
@@ -115,8 +116,6 @@ class Volume:
         missing path or a folder, an unreadable, truncated or corrupt file, NaN voxels (NIfTI
         included), not 3D, several components per voxel when ``scalar``, empty or degenerate.
         """
-        from .checks import input_file, verify_image_file
-
         path = input_file(path, name)
         try:
             image = sitk.ReadImage(str(path))

@@ -7,6 +7,7 @@ initial transform and weights before optimising).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from ..core.options import COMMON, Option, OptionSet
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     values = REGISTER.validate(args)
     check_output_dir(values["output"])
     inputs = read_inputs(values["fixed"], values["moving"], values["fixed_labels"], values["moving_labels"])
-    fields = RegisterOptions.__dataclass_fields__
+    fields = {f.name for f in dataclasses.fields(RegisterOptions)}
     options = RegisterOptions(**{k: v for k, v in values.items() if k in fields})
     report = register(inputs, values["output"], options, progress)
     if progress.mode != "json":

@@ -86,7 +86,9 @@ def read_inputs(fixed: str | Path, moving: str | Path, fixed_labels=None, moving
 
 
 def _read_labels(path, name: str, image: Volume, image_name: str) -> Volume:
-    """A label map on ``image``'s grid with its values kept as they are (integer type wide enough)."""
+    """A label map on ``image``'s grid with its values kept as they are (integer type wide enough).
+
+    :meth:`Volume.read` has already refused a map that is all background (constant) or holds NaN."""
     labels = Volume.read(path, name)
     path = Path(path)
     if not labels.same_grid(image, tol=1e-3):
@@ -98,8 +100,6 @@ def _read_labels(path, name: str, image: Volume, image_name: str) -> Volume:
         if not np.allclose(arr, np.round(arr)):
             raise InputError(f"The {name} '{path.name}' has non-integer values; pass a label map (integer labels, 0 = background).")
         arr = np.round(arr)
-    if not np.any(arr != 0):
-        raise InputError(f"The {name} '{path.name}' has no foreground label; pass a label map with at least one non-zero label.")
     low, high = int(arr.min()), int(arr.max())
     dtype = np.int32 if np.iinfo(np.int32).min <= low and high <= np.iinfo(np.int32).max else np.int64
     return labels.with_array(arr.astype(dtype))

@@ -117,7 +117,7 @@ class Predictor:
             pair = torch.cat([to_working(fixed.to(dev).float(), wshape), to_working(moving.to(dev).float(), wshape)], 1)
             return resize_field(self.model(pair), shape)
 
-        field, used = run_with_fallback(run, self.device, lambda s: None)
+        field, used = run_with_fallback(run, self.device)
         self.device = used
         return field.to(out_device)
 
