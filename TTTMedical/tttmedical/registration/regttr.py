@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from ..core.adam import Adam
 from ..core.losses import LocalSimilarity, box_mean, smoothness
 from ..core.optimize import LoopSettings, StepOutput, optimize
 from ..core.pyramid import auto_levels, build_pyramid, level_shape
@@ -137,7 +138,7 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
 
         settings = LoopSettings(max_steps=max_it, patience=cfg.patience if level == finest else cfg.coarse_patience,
                                 min_delta=cfg.min_delta, lr_decay=cfg.lr_decay, grad_clip=cfg.grad_clip)
-        loop = optimize(step, torch.optim.Adam([v], lr=cfg.lr), settings, snapshot=lambda _: v.detach().clone(),
+        loop = optimize(step, Adam([v], lr=cfg.lr), settings, snapshot=lambda _: v.detach().clone(),
                         callback=report)
         curve += [{"iteration": len(curve) + i, "level": levels - level, **entry} for i, entry in enumerate(loop.curve)]
         if loop.best is not None:

@@ -22,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from ..core.adam import Adam
 from ..core.losses import LocalSimilarity, smoothness
 from ..core.optimize import LoopSettings, StepOutput, optimize
 from ..core.pyramid import auto_levels, build_pyramid, level_shape
@@ -127,7 +128,7 @@ def register(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | Non
             if callback is not None:
                 callback((index + (i + 1) / (total + 1)) / n_scales, stage, value)
 
-        loop = optimize(step, torch.optim.Adam(net.parameters(), lr=cfg.lr),
+        loop = optimize(step, Adam(net.parameters(), lr=cfg.lr),
                         LoopSettings(max_steps=cfg.steps, patience=cfg.patience, min_delta=cfg.min_delta),
                         snapshot=snapshot, callback=report)
         curve += [{"iteration": len(curve) + i, "level": index + 1, **entry} for i, entry in enumerate(loop.curve)]
