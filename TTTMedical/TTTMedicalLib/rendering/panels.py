@@ -217,8 +217,8 @@ def recon_panels(views: SceneViews, outputs, reference=None, methods: Iterable[s
     images = [(c, n) for c, n in images if n is not None]
     same_window(images[0][1], *[n for _, n in images[1:]])
     errors = [(f"error {m if m != 'zero' else 'zero-filled'}", outputs.error_maps[m]) for m in methods if m in outputs.error_maps]
-    if errors:
-        top, level = magnitude_window(*[n for _, n in errors])
+    if errors:  # white at the largest errors of all maps, so the darker map is the closer reconstruction
+        top, level = magnitude_window(*[n for _, n in errors], high=99.9)
         for _, node in errors:
             display(node, "PET-Heat", top, level)
     centre = centre_ras(images[0][1])
