@@ -71,11 +71,10 @@ def registration(views, scene, data: Path, device: str) -> tuple[list, dict]:
     refined = out.warped_segmentation
     panels.outline(refined)   # one colour per segment again
     refined.CreateClosedSurfaceRepresentation()
-    content = refined.GetSegmentation()
-    for segment_name in ("fat", "liver"):
-        segment_id = content.GetSegmentIdBySegmentName(segment_name)
-        if segment_id:
-            refined.GetDisplayNode().SetSegmentOpacity3D(segment_id, 0.15)
+    content = refined.GetSegmentation()   # segment n - 1 holds label n (the sample's label_names)
+    for value, segment_name in names.items():
+        if segment_name in ("fat", "liver") and 0 < int(value) <= content.GetNumberOfSegments():
+            refined.GetDisplayNode().SetSegmentOpacity3D(content.GetNthSegmentID(int(value) - 1), 0.15)
     view = views.threed_view()
     view.look_from("Anterior")
     started = time.perf_counter()

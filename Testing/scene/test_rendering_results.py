@@ -1,5 +1,5 @@
 """Result folders of real engine runs loaded into a scene (``rendering.result_scene``) and shown by the
-viewer's views (``TTTMedicalLib.viewer.ResultViewer``, no web server), asserted on values and pixels;
+viewer's views (``TTTMedicalLib.rendering.viewer.ResultViewer``, no web server), asserted on values and pixels;
 ``tttmedical view`` refuses a folder that is not a result with one sentence (exit 2).
 
 The engine runs are small (few steps) and real; nothing skips when the engine is broken.
@@ -38,7 +38,7 @@ def pixels_of(url: str) -> np.ndarray:
 
 @pytest.fixture
 def viewer_of(scene):
-    from TTTMedicalLib.viewer import ResultViewer
+    from TTTMedicalLib.rendering.viewer import ResultViewer
 
     made = []
 

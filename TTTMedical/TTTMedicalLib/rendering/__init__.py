@@ -6,6 +6,10 @@
   browser position, colour maps) as ``(caption, pixels)`` panels
 * :mod:`.compose` panels laid out in one captioned picture
 * :mod:`.result_scene` an engine result folder (registration, interpolation, recon) loaded as nodes
+* :mod:`.viewer`  ``tttmedical view``: the result folder in these views as a trame web page
+
+Not part of the Slicer extension's scripts (the application has its own views): used by ``make
+demo``, the pixel tests and ``tttmedical view``.
 
 Needs ``slicer`` (the application or the ``slicer-core`` wheel) and ``vtk``; never ``qt`` or torch.
 """

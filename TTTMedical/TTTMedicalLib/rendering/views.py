@@ -96,14 +96,24 @@ class _View:
     def resize(self, width: int, height: int) -> None:
         self.window.SetSize(width, height)
 
+    logics = ""
+    """Name of the application logic's getter of the collection holding this kind of view's logic."""
+
     def close(self) -> None:
+        """Detach from the scene: no displayable node, logic out of the application logic, window freed."""
         self.managers.SetMRMLDisplayableNode(None)
         self.window.Finalize()
+        app_logic = self.logic.GetMRMLApplicationLogic()
+        if app_logic is not None:
+            getattr(app_logic, self.logics)().RemoveItem(self.logic)
+        self.logic.SetMRMLScene(None)
 
 
 class SliceView(_View):
     """One slice viewer (``Red``, ``Yellow``, ``Green``, ...): ``node`` (slice node), ``composite``
     (which volumes are shown), ``logic`` (the ``vtkMRMLSliceLogic`` reslicing and blending them)."""
+
+    logics = "GetSliceLogics"
 
     def __init__(self, scene, app_logic, name: str, orientation: str, size: tuple[int, int]):
         super().__init__("vtkMRMLSliceViewDisplayableManagerFactory", SLICE_MANAGERS, app_logic, size)
@@ -182,18 +192,13 @@ class SliceView(_View):
             self.fit()
         self._mapper.SetInputConnection(self.logic.GetImageDataConnection())
         self._actor.SetVisibility(self.logic.GetImageDataConnection() is not None)
-        self.logic.UpdatePipeline() if hasattr(self.logic, "UpdatePipeline") else None
 
-    def close(self) -> None:
-        super().close()
-        app_logic = self.logic.GetMRMLApplicationLogic()
-        if app_logic is not None:
-            app_logic.GetSliceLogics().RemoveItem(self.logic)
-        self.logic.SetMRMLScene(None)
 
 
 class ThreeDView(_View):
     """The 3D viewer: Slicer's background gradient and box; ``node`` is its view node."""
+
+    logics = "GetViewLogics"
 
     def __init__(self, scene, app_logic, name: str, size: tuple[int, int]):
         super().__init__("vtkMRMLThreeDViewDisplayableManagerFactory", THREED_MANAGERS, app_logic, size)
@@ -222,12 +227,6 @@ class ThreeDView(_View):
         self.node.InvokeEvent(slicer.vtkMRMLViewNode.ResetFocalPointRequestedEvent)
         self.renderer.ResetCameraClippingRange()
 
-    def close(self) -> None:
-        super().close()
-        app_logic = self.logic.GetMRMLApplicationLogic()
-        if app_logic is not None:
-            app_logic.GetViewLogics().RemoveItem(self.logic)
-        self.logic.SetMRMLScene(None)
 
 
 class SceneViews:

@@ -39,7 +39,7 @@ def _require(*modules: tuple[str, str]) -> None:
 
 def run(args: argparse.Namespace, progress: Progress) -> int:
     """Check the folder and the requirements, then serve until interrupted (exit 0)."""
-    if not (MODULE_DIR / "TTTMedicalLib" / "viewer.py").is_file():
+    if not (MODULE_DIR / "TTTMedicalLib" / "rendering" / "viewer.py").is_file():
         raise InputError("tttmedical view needs the extension's scene layer (TTTMedicalLib), which this installation "
                          "lacks; run it from a checkout of TTTMedical (pip install -e '.[view]').")
     _require(("slicer", "slicer-core"))
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     if not 0 < args.port < 65536 or args.size < 64:
         raise InputError("Pass a port between 1 and 65535 and a view size of at least 64 pixels.")
     _require(("trame", "trame"), ("trame_vuetify", "trame-vuetify"))
-    from TTTMedicalLib.viewer import serve
+    from TTTMedicalLib.rendering.viewer import serve
 
     serve(Path(args.folder), args.host, args.port, (args.size, args.size), log=progress.log)
     return 0

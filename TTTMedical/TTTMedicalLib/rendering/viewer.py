@@ -1,8 +1,8 @@
 """``tttmedical view OUTDIR``: a result folder in Slicer's views, served as a web page (trame) on this machine.
 
 For a user who ran the engine where no desktop is (a headless GPU server): the folder is loaded into
-an MRML scene as the module would show it (:mod:`.rendering.result_scene`), Slicer's own Red / Yellow
-/ Green slice views render it offscreen (:mod:`.rendering.views`) and the page shows their frames,
+an MRML scene as the module would show it (:mod:`.result_scene`), Slicer's own Red / Yellow
+/ Green slice views render it offscreen (:mod:`.views`) and the page shows their frames,
 with a background and a foreground (opacity) selector, a slice slider per view, the sequence
 (time) slider of an interpolation result and the metrics table.  Every control change re-renders
 the views on the server (explicit rendering; one JPEG per view).
@@ -15,9 +15,9 @@ import base64
 import io
 import math
 
-from .rendering import panels
-from .rendering.result_scene import ResultScene, load_result
-from .rendering.views import SceneViews
+from . import panels
+from .result_scene import ResultScene, load_result
+from .views import SceneViews
 
 VIEWS = ("Red", "Yellow", "Green")
 NONE = "(none)"
@@ -79,7 +79,7 @@ class ResultViewer:
         """The sequence's index values with unit (empty without a sequence)."""
         if self.result.browser is None:
             return []
-        from .sequences import index_values
+        from ..sequences import index_values
 
         sequence = self.result.sequences[0]
         return [f"{float(v):g} {sequence.GetIndexUnit()}".strip() for v in index_values(sequence)]
