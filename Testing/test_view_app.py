@@ -117,6 +117,7 @@ def results(tmp_path, mni_small):
     return {"registration": tmp_path / "registration", "interpolation": tmp_path / "interpolation", "report": reg}
 
 
+@pytest.mark.slow
 def test_view_app_in_headless_chromium(results, tmp_path):
     servers = {task: ViewServer(results[task], tmp_path / f"{task}.log") for task in ("registration", "interpolation")}
     try:

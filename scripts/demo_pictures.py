@@ -10,7 +10,8 @@ What a Slicer user sees after Apply, rendered offscreen by Slicer's own slice an
 * ``OUT/pictures/recon.png``: AdaptRecon compare mode on the ``recon-brain`` brain slices simulated at
   4x (all 4 slices: the scene job cannot take ``slices`` yet, its error maps need the whole
   reference): reference, zero-filled, pretrained, adapted, error maps;
-* ``OUT/pictures/registration-3d.png``: the 3D view with the refined segmentation's surfaces.
+* ``OUT/pictures/registration-3d.png``: the 3D view with the refined segmentation's surfaces and the
+  Red and Yellow slice planes (fixed + refined at 50 %).
 
 Copies go to ``docs/pictures/`` when ``TTTMEDICAL_DOCS_PICTURES=1`` (how the README's pictures are made).
 """
@@ -75,8 +76,14 @@ def registration(views, scene, data: Path, device: str) -> tuple[list, dict]:
     for value, segment_name in names.items():
         if segment_name in ("fat", "liver") and 0 < int(value) <= content.GetNumberOfSegments():
             refined.GetDisplayNode().SetSegmentOpacity3D(content.GetNthSegmentID(int(value) - 1), 0.15)
-    view = views.threed_view()
-    view.look_from("Anterior")
+    for name in ("Red", "Yellow"):   # their planes in 3D, showing fixed + refined at 50 % as the last panels left them
+        slice_view = views.slice_view(name)
+        slice_view.show(fixed, out.warped, 0.5)
+        slice_view.jump_to(panels.centre_ras(fixed))
+        slice_view.node.SetSliceVisible(1)
+        slice_view.render()
+    view = views.threed_view(size=(384, 384))
+    view.look_from("Anterior", azimuth=35, elevation=20)
     started = time.perf_counter()
     threed = view.render()
     metrics = out.report["metrics"]

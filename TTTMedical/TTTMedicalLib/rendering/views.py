@@ -93,9 +93,6 @@ class _View:
         """Render and write a PNG; returns the path."""
         return save_png(self.render(), path)
 
-    def resize(self, width: int, height: int) -> None:
-        self.window.SetSize(width, height)
-
     logics = ""
     """Name of the application logic's getter of the collection holding this kind of view's logic."""
 
@@ -183,10 +180,6 @@ class SliceView(_View):
         """Move the slice through the point ``ras`` (mm)."""
         self.node.JumpSliceByCentering(*[float(v) for v in ras])
 
-    def resize(self, width: int, height: int) -> None:
-        super().resize(width, height)
-        self.logic.ResizeSliceNode(width, height)
-
     def _update(self) -> None:
         if not self._fitted:
             self.fit()
@@ -213,11 +206,18 @@ class ThreeDView(_View):
         self.node.SetBackgroundColor2(*SLICER_3D_BACKGROUND[1])
         self.managers.SetMRMLDisplayableNode(self.node)
 
-    def look_from(self, direction: str = "Anterior") -> None:
-        """Camera on the ``direction`` side (Left, Right, Anterior, Posterior, Superior, Inferior), all in view."""
+    def look_from(self, direction: str = "Anterior", azimuth: float = 0.0, elevation: float = 0.0) -> None:
+        """Camera on the ``direction`` side (Left, Right, Anterior, Posterior, Superior, Inferior), then
+        turned by ``azimuth`` and ``elevation`` (degrees) about the focal point, everything in view."""
         camera = self.managers.GetDisplayableManagerByClassName("vtkMRMLCameraDisplayableManager").GetCameraNode()
         camera.RotateTo(getattr(slicer.vtkMRMLCameraNode, direction))
         self.reset_camera()
+        if azimuth or elevation:
+            vtk_camera = camera.GetCamera()
+            vtk_camera.Azimuth(float(azimuth))
+            vtk_camera.Elevation(float(elevation))
+            vtk_camera.OrthogonalizeViewUp()
+            self.reset_camera()
 
     def reset_camera(self) -> None:
         self.node.SetBoxVisible(0)  # the box would enlarge the bounds the camera fits
