@@ -46,3 +46,21 @@ def test_box_sum_equals_the_integral_image_sum_and_its_own_adjoint():
     xr = x.clone().requires_grad_(True)
     (box_sum(xr, 9) * y).sum().backward()
     np.testing.assert_allclose(xr.grad.numpy(), box_sum(y, 9).numpy(), rtol=1e-12)
+
+
+def test_thread_policy_leaves_busy_cores_alone(monkeypatch):
+    from tttmedical.core import threads
+
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    monkeypatch.setattr(threads, "physical_cores", lambda: 4)
+    for busy, expected in ((0.0, 4), (3.0, 4), (5.2, 3), (6.6, 1), (8.0, 1), (None, 4)):
+        monkeypatch.setattr(threads, "busy_cores", lambda interval=0.05, b=busy: b)
+        assert threads.auto_threads() == expected, (busy, expected)
+
+
+def test_busy_cores_reads_the_machine():
+    from tttmedical.core import threads
+
+    busy = threads.busy_cores(0.05)
+    assert busy is None or 0.0 <= busy <= threads.os.cpu_count() + 1e-6
+    assert 1 <= threads.physical_cores() <= threads.usable_cores()
