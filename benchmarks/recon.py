@@ -50,7 +50,7 @@ DOMAINS = {
     "contrast": ("phantom t2", 2.0, 0.005, "mrphantom T2-weighted body slices at 2x (contrast shift)"),
     "acceleration": ("phantom t1", 4.0, 0.005, "mrphantom T1-weighted body slices at 4x (acceleration shift)"),
     "noise": ("phantom t1", 2.0, 0.02, "mrphantom T1-weighted body slices at 2x with 4x the noise (noise shift)"),
-    "real": ("dicom", 2.0, 0.0, "pydicom-data MR images (real scanner images), simulated 8-coil k-space at 2x"),
+    "real": ("dicom", 2.0, 0.0, "real scanner MR images from pydicom-data (a Siemens abdomen and a shoulder slice: real noise and texture), 8-coil k-space simulated at 2x without added noise"),
 }
 L1_LAMBDA, BART_LAMBDA = 0.001, 0.005
 
@@ -79,11 +79,13 @@ def domain_images(name: str, settings: Settings, seed: int) -> np.ndarray:
         return brain_slices(settings.slices, settings.size)
     if kind.startswith("phantom"):
         return phantom_slices(settings.slices, settings.size, kind.split()[1], seed + 500)  # other draws than training
+    from tttmedical.core.errors import InputError
+    from tttmedical.recon.domains import scanner_slices
+
     try:
-        import pydicom_data  # noqa: F401
-    except ImportError:
-        raise H.Unavailable("pydicom-data is not installed (pip install pydicom-data); no real scanner MR images here") from None
-    raise H.Unavailable("reading pydicom-data MR series is not implemented in this benchmark")
+        return scanner_slices(settings.slices, settings.size)
+    except InputError as error:
+        raise H.Unavailable(str(error)) from None
 
 
 def simulate(name: str, settings: Settings, seed: int):
@@ -119,7 +121,8 @@ def run_learned(data, methods, settings: Settings, workdir: Path, seed: int, wei
             continue
         folder = workdir / ("compare", "dip", "nodc")[n]
         shutil.rmtree(folder, ignore_errors=True)
-        entries = group if len(group) > 1 else group + ["zero"]
+        # --compare needs two distinct entries; the filler's results are not kept
+        entries = group if len(group) > 1 else group + ["pretrained" if group == ["zero"] else "zero"]
         report = reconstruct(data, folder, ReconOptions(compare=",".join(entries), iterations=iterations, seed=seed,
                                                         device="cpu", weights=weights, dc_weight=0.0 if n == 2 else None))
         images = {}

@@ -10,6 +10,9 @@ Every function returns magnitude slices ``[S, H, W]`` (float32, maximum 1) ready
   random breathing/cardiac amplitudes and body aspect ratios.
 * ``brain``: axial slices of nilearn's MNI152 T1 template (1 mm), cropped to the head and resized
   (the anatomy shift).
+* ``scanner``: real scanner MR images shipped by the ``pydicom-data`` package (a Siemens abdominal
+  slice, 484^2 at 0.72 mm, and a shoulder slice, 1024^2 at 0.2 mm), read with SimpleITK, padded square,
+  resized (the scanner shift: real noise, textures and contrasts no simulation produces).
 """
 from __future__ import annotations
 
@@ -19,9 +22,10 @@ from scipy import ndimage
 from ..core.errors import InputError
 from ..data.phantom import _import_mrphantom
 
-__all__ = ["CONTRASTS", "phantom_slices", "brain_slices"]
+__all__ = ["CONTRASTS", "SCANNER_FILES", "phantom_slices", "brain_slices", "scanner_slices"]
 
 CONTRASTS = {"t1": (0.5, 0.012), "t2": (4.0, 0.09)}   # (TR s, TE s)
+SCANNER_FILES = ("MR-SIEMENS-DICOM-WithOverlays.dcm", "MR2_UNCR.dcm")   # in pydicom-data's data_store/data
 
 
 def _signal_lut(contrast: str) -> np.ndarray:
@@ -78,9 +82,39 @@ def brain_slices(count: int, size: int = 128, first: float = 0.35, last: float =
     out = np.zeros((count, size, size), np.float32)
     for n, k in enumerate(ks):
         plane = t1[i0:i1, j0:j1, k].T[::-1]  # rows: anterior at the top; columns: i
-        canvas = np.zeros((side, side), np.float32)
+        canvas = np.zeros((side, side), np.float32)   # the head plus a 4-voxel margin, whatever its shape
         y, x = (side - plane.shape[0]) // 2, (side - plane.shape[1]) // 2
         canvas[y:y + plane.shape[0], x:x + plane.shape[1]] = plane
-        image = ndimage.zoom(canvas, size / side, order=3, grid_mode=True, mode="grid-constant").clip(0, None)[:size, :size]
-        out[n, :image.shape[0], :image.shape[1]] = image / max(float(image.max()), 1e-12)
+        out[n] = _square_resize(canvas, size)
     return out
+
+
+def _square_resize(plane: np.ndarray, size: int) -> np.ndarray:
+    """``plane`` zero-padded to a centred square, resized to ``size``^2 (cubic), non-negative, maximum 1."""
+    side = max(plane.shape)
+    canvas = np.zeros((side, side), np.float32)
+    y, x = (side - plane.shape[0]) // 2, (side - plane.shape[1]) // 2
+    canvas[y:y + plane.shape[0], x:x + plane.shape[1]] = plane
+    image = ndimage.zoom(canvas, size / side, order=3, grid_mode=True, mode="grid-constant").clip(0, None)
+    out = np.zeros((size, size), np.float32)
+    out[:min(size, image.shape[0]), :min(size, image.shape[1])] = image[:size, :size]
+    return out / max(float(out.max()), 1e-12)
+
+
+def scanner_slices(count: int, size: int = 128) -> np.ndarray:
+    """Up to ``count`` real MR slices ``[n, size, size]``, ``n = min(count, len(SCANNER_FILES))`` (module
+    docstring); needs the ``pydicom-data`` package (``pip install pydicom-data``: files only, no download)."""
+    import SimpleITK as sitk
+    from pathlib import Path
+
+    try:
+        import data_store   # pydicom-data's package
+    except ImportError:
+        raise InputError("The scanner domain needs the 'pydicom-data' package of DICOM test files; "
+                         "install it with: pip install pydicom-data") from None
+    folder = Path(data_store.__file__).parent / "data"
+    out = []
+    for name in SCANNER_FILES[:count]:
+        plane = sitk.GetArrayFromImage(sitk.ReadImage(str(folder / name), sitk.sitkFloat32))[0]
+        out.append(_square_resize(plane, size))
+    return np.stack(out)
