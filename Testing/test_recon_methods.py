@@ -95,3 +95,22 @@ def test_each_method_beats_zero_filled(case, method):
             image = d2sa.adapt_sst(net, caches[0], 20, 1e-3).images[0]
         image = problem.data_consistent(image)
     assert psnr(reference, image) > zero + 0.5
+
+
+def test_stage_one_anchor_keeps_what_no_measurement_constrains(case, monkeypatch):
+    """Coil maps estimated from the calibration region (zero in the background): the held-out check
+    cannot see the unacquired lines or the background.  Stage 1 without its anchor lowers the held-out
+    error yet gains nothing; with it, the modulated output gains > 1 dB more (measured: 17.9 dB at the
+    start, 17.8 without, 20.4 with)."""
+    net, problem, truth = case
+    from tttmedical.recon.coils import estimate_maps
+
+    maps = estimate_maps(problem.y[None], problem.acquired.numpy(), "calibration")[0]
+    estimated = make_problem(problem.y, maps, problem.acquired.numpy(), seed=0)
+    caches = d2sa.build_caches(net, [estimated], "ssdu", seed=0)
+    start = psnr(truth, caches[0].inference.unmodulated)
+    anchored = d2sa.adapt_inr(net, caches, 40, 3e-3, seed=0)
+    monkeypatch.setattr(d2sa, "ANCHOR_WEIGHT", 0.0)
+    free = d2sa.adapt_inr(net, caches, 40, 3e-3, seed=0)
+    assert free.curve[free.best_step]["val"] < free.curve[0]["val"]
+    assert psnr(truth, anchored.images[0]) > max(start, psnr(truth, free.images[0])) + 1.0

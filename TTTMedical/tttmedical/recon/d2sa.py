@@ -8,8 +8,19 @@ upsampled bilinearly.  It outputs per-pixel FiLM parameters ``(gamma, beta)`` fo
 last decoder features (``f <- gamma * f + beta``) and a two-channel INR image.  The FiLM output
 layer starts at zero with ``gamma = 1 + dgamma``: at initialisation the backbone's output is
 unchanged.  Loss, summed over the slices: the method's self-supervised loss of the modulated output
-+ ``INR_WEIGHT`` x relative-L1 k-space consistency of the INR image (training samples) +
-``LATENT_WEIGHT`` x mean squared latent.
++ ``ANCHOR_WEIGHT`` x relative L1 distance of the modulated output to the backbone's own output for
+the same input + ``INR_WEIGHT`` x relative-L1 k-space consistency of the INR image (training
+samples) + ``LATENT_WEIGHT`` x mean squared latent.
+
+Why the anchor (not in the reference): every k-space loss and the held-out check see only acquired
+samples, and only where the coil maps are non-zero.  A modulation of the features changes the whole
+image, so without an anchor it also rewrites what no measurement constrains -- the unacquired
+k-space lines and the background outside estimated maps -- while the self-validation error still
+falls.  Measured on the ``recon-brain`` k-space sample (T2 phantom, 4x, maps from the calibration
+region, SSDU loss, after data consistency): 24.2 dB without the anchor, 31.3 dB with weight 1,
+pretrained 31.2 dB; on simulated MNI brain slices at 4x: 23.1 without, 24.2 with, pretrained 22.0.
+Weights 0.3 and 3, and an anchor on the unacquired k-space and the background only, were worse on
+at least one of the two.  The anchor makes the stage a trust region around the pretrained output.
 
 Stage 2 (:func:`adapt_sst`, ``--sst``, per slice): a residual branch on the (modulated) last decoder
 features: five difference convolutions -- central (sum_i w_i (x_i - x_c)), angular (sum_i w_i (x_i -
@@ -27,6 +38,7 @@ cycle through ``DRAWS`` fixed input draws per slice.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -44,8 +56,17 @@ from .unet import Cached, ReconUNet
 __all__ = ["INR", "SST", "SliceCaches", "build_caches", "adapt_inr", "adapt_sst", "StageResult"]
 
 DRAWS = 4
+ANCHOR_WEIGHT = 1.0
 INR_WEIGHT = 0.1
 LATENT_WEIGHT = 1e-3
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Torch's global generator starts from ``seed`` inside and is restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
 
 
 # ====================================================================== stage 1: INR + FiLM
@@ -66,15 +87,15 @@ class INR(nn.Module):
     def __init__(self, slices: int, chans: int, features: int = 32, sigma: float = 6.0, latent: int = 16,
                  hidden: int = 64, layers: int = 3, seed: int = 0):
         super().__init__()
-        g = torch.Generator().manual_seed(int(seed))
-        self.register_buffer("B", torch.randn(2, features, generator=g) * sigma)
-        self.latents = nn.Parameter(torch.zeros(slices, latent))
-        dims = [2 * features + latent] + [hidden] * layers
-        self.siren = nn.Sequential(*[_Sine(a, b, 30.0 if i == 0 else 1.0, i == 0) for i, (a, b) in enumerate(zip(dims, dims[1:]))])
-        self.film = nn.Linear(hidden, 2 * chans)
-        nn.init.zeros_(self.film.weight)
-        nn.init.zeros_(self.film.bias)
-        self.image = nn.Linear(hidden, 2)
+        with _seeded(seed):   # the same initial state whatever ran before (compare mode, tests)
+            self.register_buffer("B", torch.randn(2, features) * sigma)
+            self.latents = nn.Parameter(torch.zeros(slices, latent))
+            dims = [2 * features + latent] + [hidden] * layers
+            self.siren = nn.Sequential(*[_Sine(a, b, 30.0 if i == 0 else 1.0, i == 0) for i, (a, b) in enumerate(zip(dims, dims[1:]))])
+            self.film = nn.Linear(hidden, 2 * chans)
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
+            self.image = nn.Linear(hidden, 2)
         self.chans = chans
 
     def forward(self, index: int, size: tuple[int, int], coarse: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -107,13 +128,14 @@ class SST(nn.Module):
 
     KINDS = ("central", "angular", "horizontal", "vertical", "vanilla")
 
-    def __init__(self, chans: int, diffusion: bool = False, kappa: float = 0.1):
+    def __init__(self, chans: int, diffusion: bool = False, kappa: float = 0.1, seed: int = 0):
         super().__init__()
-        self.weights = nn.ParameterDict({k: nn.Parameter(torch.empty(chans, chans, 3, 3)) for k in ("central", "angular", "vanilla")})
-        self.columns = nn.ParameterDict({k: nn.Parameter(torch.empty(chans, chans, 3)) for k in ("horizontal", "vertical")})
-        for p in list(self.weights.values()) + list(self.columns.values()):
-            nn.init.kaiming_uniform_(p.view(chans, -1), a=0.2)
-        self.project = nn.Conv2d(5 * chans, chans, 1)
+        with _seeded(seed):
+            self.weights = nn.ParameterDict({k: nn.Parameter(torch.empty(chans, chans, 3, 3)) for k in ("central", "angular", "vanilla")})
+            self.columns = nn.ParameterDict({k: nn.Parameter(torch.empty(chans, chans, 3)) for k in ("horizontal", "vertical")})
+            for p in list(self.weights.values()) + list(self.columns.values()):
+                nn.init.kaiming_uniform_(p.view(chans, -1), a=0.2)
+            self.project = nn.Conv2d(5 * chans, chans, 1)
         nn.init.zeros_(self.project.weight)
         nn.init.zeros_(self.project.bias)
         self.log_kappa = nn.Parameter(torch.tensor(math.log(kappa)))
@@ -199,6 +221,11 @@ def _film(cache: Cached, gamma: torch.Tensor, beta: torch.Tensor) -> torch.Tenso
     return cache.features * gamma + beta
 
 
+def _relative_change(image: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+    """``||image - anchor||_1 / ||anchor||_1`` (complex images)."""
+    return (image - anchor).abs().sum() / anchor.abs().sum().clamp_min(1e-12)
+
+
 def adapt_inr(net: ReconUNet, caches: list[SliceCaches], iterations: int, lr: float, seed: int, coarse: int = 4,
               callback: Callable[[int, int, float], None] | None = None) -> StageResult:
     """Stage 1 over all slices of the patient (module docstring)."""
@@ -217,7 +244,8 @@ def adapt_inr(net: ReconUNet, caches: list[SliceCaches], iterations: int, lr: fl
             out = cache.output(_film(cache, gamma, beta))[0]
             inr_image = net.denormalise(inr_img, cache.norm)[0]
             consistency = relative_l1(c.problem.kspace(inr_image), c.problem.y, c.problem.train)
-            train_total = train_total + loss_fn(out) + INR_WEIGHT * consistency
+            train_total = (train_total + loss_fn(out) + ANCHOR_WEIGHT * _relative_change(out, cache.unmodulated)
+                           + INR_WEIGHT * consistency)
             if c.same_input:
                 inference = out.detach()
             else:
@@ -262,10 +290,10 @@ def modulate(caches: list[SliceCaches], inr: INR | None, coarse: int = 4) -> lis
 
 # ====================================================================== stage 2 loop
 def adapt_sst(net: ReconUNet, c: SliceCaches, iterations: int, lr: float, diffusion: bool = False,
-              callback: Callable[[int, int, float], None] | None = None) -> StageResult:
+              callback: Callable[[int, int, float], None] | None = None, seed: int = 0) -> StageResult:
     """Stage 2 on one slice (module docstring); ``c`` may carry stage-1 modulated features."""
     device = c.problem.y.device
-    sst = SST(net.config.chans, diffusion).to(device)
+    sst = SST(net.config.chans, diffusion, seed=seed).to(device)
     opt = torch.optim.Adam(sst.parameters(), lr=lr)
     with torch.no_grad():
         base = c.inference.output()[0]

@@ -364,7 +364,7 @@ def _adapt(net, problems, zero, pretrained, spec: MethodSpec, opts: ReconOptions
             cb = lambda i, m, v, s=s: stage(start + share * (s + (i + 1) / (m + 1)) / n,
                                             f"stage 2 (SST) slice {s + 1}/{n}: step {i}/{m}", loss=v)
             with torch.enable_grad():
-                r2 = d2sa.adapt_sst(net, c, its, lr, spec.diffusion, callback=cb)
+                r2 = d2sa.adapt_sst(net, c, its, lr, spec.diffusion, callback=cb, seed=opts.seed + s)
             images[s] = r2.images[0]
             records.append(_curve_record(r2.curve, r2.best_step, r2.stopped))
             per_slice[s] += time.perf_counter() - t1

@@ -49,6 +49,7 @@ from .masks import calibration_region
 __all__ = ["SliceProblem", "make_problem", "ssdu_split", "n2n_mask", "relative_l1", "relative_l2"]
 
 VALIDATION_FRACTION = 0.05
+SSDU_WIDTH = 0.35                 # SSDU's loss-set density, same form
 DC_WEIGHTS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)   # prior weights against A^H A (eigenvalues in [0, 1]): scale-free
 DC_ITERATIONS = 15
 DC_MIN_GAIN = 2.0   # held-out squared error of the network output / that after the step, needed to take it
@@ -123,8 +124,28 @@ def _radius(shape, device) -> torch.Tensor:
     return torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2).clamp(max=1.0)
 
 
+def _weighted_pick(candidates: torch.Tensor, weights: torch.Tensor, n: int, rng: torch.Generator) -> torch.Tensor:
+    """``n`` of the flat indices ``candidates`` drawn without replacement with probabilities proportional
+    to ``weights`` (the Gumbel-top-k trick: fast on long candidate lists)."""
+    gumbel = -torch.log(-torch.log(torch.rand(len(candidates), generator=rng).clamp(1e-12, 1 - 1e-7)))
+    return candidates[torch.topk(torch.log(weights.cpu()) + gumbel, n).indices.to(candidates.device)]
+
+
+def _indicator(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros(like.numel(), device=like.device)
+    out[index] = 1.0
+    return out.reshape(like.shape)
+
+
+def _centre_density(index: torch.Tensor, shape, device, width: float) -> torch.Tensor:
+    """Gaussian weights ``exp(-r^2 / (2 width^2))`` of the flat indices ``index`` (``r``: normalised
+    distance from the k-space centre, 1 at the edge)."""
+    r = _radius(shape, device).flatten()[index]
+    return torch.exp(-r ** 2 / (2 * width ** 2))
+
+
 def make_problem(y: torch.Tensor, maps: torch.Tensor, mask: np.ndarray, seed: int) -> SliceProblem:
-    """The slice problem with its held-out validation samples (seeded)."""
+    """The slice problem with its held-out validation samples (seeded; module docstring)."""
     device = y.device
     acquired = torch.from_numpy(np.asarray(mask, np.float32)).to(device)
     calib = torch.zeros_like(acquired, dtype=torch.bool)
@@ -134,10 +155,9 @@ def make_problem(y: torch.Tensor, maps: torch.Tensor, mask: np.ndarray, seed: in
     g = torch.Generator().manual_seed(int(seed))
     n_val = max(1, int(round(VALIDATION_FRACTION * float(acquired.sum()))))
     n_val = min(n_val, max(len(candidates) - 1, 0))
-    val = torch.zeros(acquired.numel(), device=device)
+    val = torch.zeros_like(acquired)
     if n_val > 0:
-        val[candidates[torch.randperm(len(candidates), generator=g)[:n_val].to(device)]] = 1.0
-    val = val.reshape(acquired.shape)
+        val = _indicator(candidates[torch.randperm(len(candidates), generator=g)[:n_val].to(device)], acquired)
     return SliceProblem(y, maps, acquired, acquired - val, val, calib)
 
 
@@ -146,16 +166,9 @@ def ssdu_split(problem: SliceProblem, rng: torch.Generator, rho: float = 0.4) ->
     train = problem.train
     outside = ((train > 0) & ~problem.calib).flatten()
     index = torch.nonzero(outside).flatten()
-    r = _radius(train.shape, train.device).flatten()[index]
-    weights = torch.exp(-r ** 2 / (2 * 0.35 ** 2))
-    n_loss = int(round(rho * float(train.sum())))
-    n_loss = min(n_loss, len(index) - 1)
-    # weighted sampling without replacement by the Gumbel-top-k trick (fast on long candidate lists)
-    gumbel = -torch.log(-torch.log(torch.rand(len(index), generator=rng).clamp(1e-12, 1 - 1e-7)))
-    pick = index[torch.topk(torch.log(weights.cpu()) + gumbel, n_loss).indices.to(train.device)]
-    loss_set = torch.zeros(train.numel(), device=train.device)
-    loss_set[pick] = 1.0
-    loss_set = loss_set.reshape(train.shape)
+    n_loss = min(int(round(rho * float(train.sum()))), len(index) - 1)
+    density = _centre_density(index, train.shape, train.device, SSDU_WIDTH)
+    loss_set = _indicator(_weighted_pick(index, density, n_loss, rng), train)
     return train - loss_set, loss_set
 
 

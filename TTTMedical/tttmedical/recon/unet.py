@@ -117,10 +117,11 @@ class Cached:
     """The frozen backbone's last decoder features of a batch of input images, computed once."""
 
     def __init__(self, net: ReconUNet, image: torch.Tensor):
+        self.net = net
         with torch.no_grad():
             self.norm = net.normalise(image)
             self.features = net.features(self.norm.x)
-        self.net = net
+            self.unmodulated = self.output()[0]     # the backbone's own output, complex [H, W]
 
     def output(self, features: torch.Tensor | None = None) -> torch.Tensor:
         """Complex output image from (modified) features through the backbone's head."""
