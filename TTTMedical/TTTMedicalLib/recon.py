@@ -136,12 +136,14 @@ class ReconJob(EngineJob):
         source = self.inputs.volume
         base = self.base_name or (node_name(source) if source is not None else Path(self.inputs.kspace_file).stem)
         runs = report.get("compare") or [{"label": report.get("method_label", "recon"), "file": "recon.nii.gz"}]
+        # the engine's reference covers the reconstructed slices only (--slices); the source node all of them
         reference = None
-        if source is not None:
-            reference = volumes_lib.volume_from_node(source, "reference", world=True)
-        elif (output_dir / "reference.nii.gz").is_file():
+        if (output_dir / "reference.nii.gz").is_file():
             reference = volumes_lib.read_volume_file(output_dir / "reference.nii.gz")
-            outputs.reference = volumes_lib.add_volume_node(reference, f"{base} reference", scene)
+            if source is None:
+                outputs.reference = volumes_lib.add_volume_node(reference, f"{base} reference", scene)
+        elif source is not None:
+            reference = volumes_lib.volume_from_node(source, "reference", world=True)
         for run in runs:
             path = output_dir / run["file"]
             if not path.is_file():

@@ -121,6 +121,17 @@ def test_real_engine_compare_end_to_end(scene, tmp_path):
     assert out.loss_table is not None and out.loss_table.GetTable().GetNumberOfRows() >= 2
 
 
+def test_real_engine_slice_selection_error_maps_match_the_reconstructed_slices(scene, tmp_path):
+    node = add_input(scene)
+    settings = ReconSettings(method="zero", coils=4, acceleration=2.0, center_fraction=0.16, slices="1:3", device="cpu")
+    out = ReconJob(ReconInputs(volume=node), settings, scene=scene, temp_root=str(tmp_path)).run_blocking(timeout=300)
+    recon, error = out.reconstructions["zero"], out.error_maps["zero"]
+    assert recon.GetImageData().GetDimensions() == error.GetImageData().GetDimensions() == (32, 32, 2)
+    assert np.allclose(volumes.ijk_to_ras_of(error), volumes.ijk_to_ras_of(recon), atol=1e-5)
+    recon_array, error_array = slicer.util.arrayFromVolume(recon), slicer.util.arrayFromVolume(error)
+    assert 0 < error_array.mean() < 0.5 * recon_array.mean()     # |reference - recon| of the same two slices
+
+
 def test_real_engine_kspace_file(scene, tmp_path):
     rng = np.random.default_rng(0)
     image = np.zeros((2, 32, 32), np.float32)
