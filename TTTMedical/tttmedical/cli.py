@@ -15,7 +15,7 @@ from .core.errors import InputError
 from .core.progress import Progress
 
 
-TASKS = ("registration", "interpolation", "recon")
+TASKS = ("registration", "interpolation", "recon", "view")
 """Task packages; each has a ``command`` module with ``NAME``, ``add_parser``/``run`` and, when it
 trains a bundled model, ``add_train_parser``/``run_train``."""
 
@@ -32,8 +32,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
     parser = argparse.ArgumentParser(
         prog="tttmedical",
-        description="Test-time training for medical images: refine a registration, (soon) interpolate 4D "
-                    "sequences and reconstruct undersampled MRI, adapting the model to the scan at hand.",
+        description="Test-time training for medical images: refine a registration, interpolate 4D sequences "
+                    "and reconstruct undersampled MRI, adapting the model to the scan at hand; view results in "
+                    "Slicer's views in a browser.",
         epilog="Run 'tttmedical COMMAND --help' for the options of a command.")
     parser.add_argument("--version", action="version", version=f"tttmedical {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -97,9 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         if progress.mode == "json":
             progress.error(str(exc))
+        progress.end_line()
         print(f"tttmedical: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        progress.end_line()
         print("tttmedical: interrupted; nothing was written.", file=sys.stderr)
         return 130
     except Exception as exc:  # unexpected: keep the traceback for the bug report
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         message = f"{type(exc).__name__}: {exc}"
         if progress.mode == "json":
             progress.error(message)
+        progress.end_line()
         print(f"tttmedical: failed: {message}", file=sys.stderr)
         return 1
 

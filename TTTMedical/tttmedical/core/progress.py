@@ -28,6 +28,7 @@ class Progress:
         self.callback = callback
         self.stream = stream
         self._last_bar = 0.0
+        self._bar_open = False   # a bar line was drawn and not ended yet
 
     def emit(self, event: dict) -> None:
         if self.callback is not None:
@@ -67,11 +68,19 @@ class Progress:
             filled = int(round(event["fraction"] * width))
             loss = f" loss {event['loss']:.4f}" if "loss" in event else ""
             out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {event['fraction'] * 100:5.1f}% {event['stage']}{loss}   ")
-            if event["fraction"] >= 1.0:
+            self._bar_open = event["fraction"] < 1.0
+            if not self._bar_open:
                 out.write("\n")
         elif kind in ("log", "error"):
             out.write(f"\n{'error: ' if kind == 'error' else ''}{event['message']}\n")
+            self._bar_open = False
         out.flush()
+
+    def end_line(self) -> None:
+        """End a drawn progress bar's line, so that what is printed next stands on its own line."""
+        if self._bar_open:
+            (self.stream or sys.stderr).write("\n")
+            self._bar_open = False
 
 
 class Stages:

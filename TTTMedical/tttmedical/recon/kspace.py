@@ -123,7 +123,7 @@ def _check_mask(mask: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarr
 
 def read_kspace_file(path: str | Path) -> RawKSpace:
     """Read and check a k-space file (see module docstring)."""
-    path = input_file(path, "k-space file")
+    path = input_file(path, "k-space")
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
