@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tttmedical.data.samples import write_sample
 
-PARTS = ("registration", "interpolation", "recon")
+PARTS = ("registration", "interpolation", "recon", "pictures")
 """The modules' demo parts, in the order they run."""
 
 
