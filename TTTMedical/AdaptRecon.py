@@ -77,25 +77,13 @@ class AdaptReconParameterNode:
     compareMethods: str = DEFAULT_COMPARE
 
 
-class AdaptReconWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, EngineJobWidgetMixin):
+class AdaptReconWidget(EngineJobWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     applyToolTip = "Run the reconstruction in the background; click again to cancel."
 
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        self.setupModulePanel(AdaptReconLogic())
-
-    def cleanup(self) -> None:
-        self.cleanupModulePanel()
-
-    def enter(self) -> None:
-        self.enterModulePanel()
-
     # -------------------------------------------------------------- EngineJobWidgetMixin hooks
+    def createLogic(self) -> "AdaptReconLogic":
+        return AdaptReconLogic()
+
     def missingInputs(self) -> str:
         p = self._parameterNode
         if bool(p.inputVolume) == bool(p.kspaceFile.strip()):

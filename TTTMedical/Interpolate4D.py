@@ -100,25 +100,13 @@ class Interpolate4DParameterNode:
     compareSettings: str = "mae/naive, rotation/naive, cycle/online"
 
 
-class Interpolate4DWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, EngineJobWidgetMixin):
+class Interpolate4DWidget(EngineJobWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     applyToolTip = "Run the interpolation in the background; click again to cancel."
 
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        self.setupModulePanel(Interpolate4DLogic())
-
-    def cleanup(self) -> None:
-        self.cleanupModulePanel()
-
-    def enter(self) -> None:
-        self.enterModulePanel()
-
     # -------------------------------------------------------------- EngineJobWidgetMixin hooks
+    def createLogic(self) -> "Interpolate4DLogic":
+        return Interpolate4DLogic()
+
     def missingInputs(self) -> str:
         return "" if self._parameterNode.inputSequence else "Select a volume sequence."
 

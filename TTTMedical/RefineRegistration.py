@@ -108,25 +108,13 @@ class RefineRegistrationParameterNode:
 #
 
 
-class RefineRegistrationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin, EngineJobWidgetMixin):
+class RefineRegistrationWidget(EngineJobWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin):
     applyToolTip = "Run the refinement in the background; click again to cancel."
 
-    def __init__(self, parent=None) -> None:
-        ScriptedLoadableModuleWidget.__init__(self, parent)
-        VTKObservationMixin.__init__(self)
-        self.logic = None
-
-    def setup(self) -> None:
-        ScriptedLoadableModuleWidget.setup(self)
-        self.setupModulePanel(RefineRegistrationLogic())
-
-    def cleanup(self) -> None:
-        self.cleanupModulePanel()
-
-    def enter(self) -> None:
-        self.enterModulePanel()
-
     # -------------------------------------------------------------- EngineJobWidgetMixin hooks
+    def createLogic(self) -> "RefineRegistrationLogic":
+        return RefineRegistrationLogic()
+
     def missingInputs(self) -> str:
         p = self._parameterNode
         return "" if p.fixedVolume and p.movingVolume else "Select a fixed and a moving volume."

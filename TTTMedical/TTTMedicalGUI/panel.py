@@ -1,8 +1,8 @@
 """The part of a TTTMedical panel that every module shares.
 
-A panel is ``ScriptedLoadableModuleWidget`` + ``VTKObservationMixin`` + :class:`EngineJobWidgetMixin`,
+A panel is :class:`EngineJobWidgetMixin` + ``ScriptedLoadableModuleWidget`` + ``VTKObservationMixin``,
 a ``.ui`` file and a ``@parameterNodeWrapper`` parameter node.  The ``.ui`` file has ``applyButton``,
-``progressBar`` (range 0-1000), ``statusLabel`` and ``logTextEdit``; the panel implements three hooks:
+``progressBar`` (range 0-1000), ``statusLabel`` and ``logTextEdit``; the panel implements the hooks:
 
 * ``createJob(on_progress, on_log, on_finished)`` -> a not-yet-started ``TTTMedicalLib.job.EngineJob``
   (default: ``self.logic.createJob(parameterNode, **callbacks)``);
@@ -10,10 +10,14 @@ a ``.ui`` file and a ``@parameterNodeWrapper`` parameter node.  The ``.ui`` file
 * ``onJobSucceeded(job)`` -> the status text after success (show results here; default:
   ``self.logic.showResults(outputs)`` and ``"Done: " + self.logic.summary(outputs)``);
 
-and optionally ``updatePanelWidgets(running)`` (enable or disable its own widgets).  Its
-``setup()`` is ``ScriptedLoadableModuleWidget.setup(self)`` + :meth:`~EngineJobWidgetMixin.setupModulePanel`
-(loads ``Resources/UI/<moduleName>.ui``, binds the parameter node, follows scene closes); its
-``cleanup()`` and ``enter()`` call :meth:`~EngineJobWidgetMixin.cleanupModulePanel` and
+* ``createLogic()`` -> the module's ``ScriptedLoadableModuleLogic``;
+
+and optionally ``updatePanelWidgets(running)`` (enable or disable its own widgets).  The panel lists :class:`EngineJobWidgetMixin` **first** among its
+bases (``class XWidget(EngineJobWidgetMixin, ScriptedLoadableModuleWidget, VTKObservationMixin)``),
+so the widget life cycle is the mixin's: ``__init__`` runs both bases' constructors, ``setup()`` is
+``ScriptedLoadableModuleWidget.setup`` + :meth:`~EngineJobWidgetMixin.setupModulePanel` (loads
+``Resources/UI/<moduleName>.ui``, binds the parameter node, follows scene closes), ``cleanup()``
+and ``enter()`` are :meth:`~EngineJobWidgetMixin.cleanupModulePanel` and
 :meth:`~EngineJobWidgetMixin.enterModulePanel`.
 
 Binding (read in Slicer's ``Base/Python/slicer/parameterNodeWrapper/wrapper.py``): on Slicer 5.8
@@ -63,6 +67,25 @@ class EngineJobWidgetMixin:
     applyToolTip = "Run in the background; click again to cancel."
 
     # -------------------------------------------------------------- module widget life cycle
+    def __init__(self, parent=None) -> None:
+        from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
+
+        self.logic = None
+        slicer.util.VTKObservationMixin.__init__(self)        # before: without a parent the base calls setup()
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+
+    def setup(self) -> None:
+        from slicer.ScriptedLoadableModule import ScriptedLoadableModuleWidget
+
+        ScriptedLoadableModuleWidget.setup(self)
+        self.setupModulePanel(self.createLogic())
+
+    def cleanup(self) -> None:
+        self.cleanupModulePanel()
+
+    def enter(self) -> None:
+        self.enterModulePanel()
+
     def setupModulePanel(self, logic) -> None:
         """The whole ``setup()`` after ``ScriptedLoadableModuleWidget.setup``: load
         ``Resources/UI/<moduleName>.ui``, keep ``logic``, set up the engine-job panel, follow scene

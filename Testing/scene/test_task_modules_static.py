@@ -66,6 +66,18 @@ def test_module_classes_and_icon(module):
     # the CMake block is checked for every module in test_module_static
 
 
+@pytest.mark.parametrize("name", ["RefineRegistration", "Interpolate4D", "AdaptRecon"])
+def test_widget_life_cycle_comes_from_the_shared_panel(name):
+    """The mixin is the first base (its __init__/setup/cleanup/enter win over ScriptedLoadableModuleWidget's)
+    and the widget names its logic; it does not redefine the life cycle."""
+    tree = ast.parse((static.MODULE_DIR / f"{name}.py").read_text())
+    widget = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == f"{name}Widget")
+    assert [ast.unparse(b) for b in widget.bases] == ["EngineJobWidgetMixin", "ScriptedLoadableModuleWidget", "VTKObservationMixin"]
+    methods = {f.name: f for f in widget.body if isinstance(f, ast.FunctionDef)}
+    assert not {"__init__", "setup", "cleanup", "enter"} & set(methods)
+    assert f"{name}Logic()" in ast.unparse(methods["createLogic"])
+
+
 def test_recon_panel_compare_default_parses_as_engine_entries():
     from tttmedical.recon.pipeline import MethodSpec
 
