@@ -4,8 +4,9 @@
 brain slices simulated at 4x (the backbone was trained on phantom body slices at 2x: an anatomy and
 acceleration shift); ``OUT/recon/kspace/`` compares pretrained, SSDU, DIP-TTT and the D2SA stages on
 the fastMRI-style k-space file (phantom T2-weighted slices, retrospectively undersampled 4x, coil
-maps estimated from the calibration region), where D2SA's stage 1 is known to fail (see README).  Each folder holds recon*.nii.gz,
-zero_filled.nii.gz, reference.nii.gz, report.json and figure.png.
+maps estimated from the calibration region: where the unanchored stage 1 used to wipe the image,
+24.2 dB against 31.2 for the pretrained U-Net).  Each folder holds recon*.nii.gz, zero_filled.nii.gz,
+reference.nii.gz, report.json and figure.png.
 """
 from __future__ import annotations
 
