@@ -729,6 +729,44 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figure(doc: dict, path: Path) -> Path:
+    """Left: mean Dice against mean time per method and pair group; right: the Dice/SDlogJ curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
+    ax = axes[0]
+    markers = dict(zip(GROUPS, ("o", "s", "^")))
+    colours = {key: plt.cm.tab20(i % 20) for i, key in enumerate(METHODS)}
+    for group, entry in doc["groups"].items():
+        for key, s in entry["summary"].items():
+            if key == "identity" or s.get("dice") is None or not s.get("wall_s"):
+                continue
+            ax.scatter(s["wall_s"], s["dice"], marker=markers[group], color=colours[key],
+                       label=METHODS[key][0] if group == next(iter(doc["groups"])) else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("time (s, log)")
+    ax.set_ylabel("mean Dice")
+    ax.set_title("o samples, ■ new families, ▲ held-out family", fontsize=9)
+    ax.legend(fontsize=6, loc="lower right")
+    ax = axes[1]
+    if doc.get("curve"):
+        x = [r["sdlogj"] for r in doc["curve"]]
+        y = [r["dice"] for r in doc["curve"]]
+        ax.plot(x, y, "o-")
+        for r in doc["curve"]:
+            ax.annotate(f"λ={r['smoothness']:g}", (r["sdlogj"], r["dice"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("mean SDlogJ")
+        ax.set_ylabel("mean Dice")
+        ax.set_title("Reg-TTR over the smoothness weight (tuning pairs)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 # ====================================================================== main
 def parse_args(argv=None):
     p = H.base_parser("registration", "Registration benchmark: Reg-TTR / predictor / SSMSR against ANTs SyN, "
@@ -854,6 +892,7 @@ def main(argv=None) -> int:
         skipped=skipped,
     )
     md_path, json_path = bench.write(output, doc, markdown(doc))
+    figure(doc, output / f"{bench.stem()}.png")
     print("\n" + "## Summary (mean over pairs)\n\n" + summary_table(doc["summary"]) + "\n")
     for g in doc["goals"]:
         print(f"goal [{g['pair']}] {g['goal']}: {g['value']} -> {'met' if g['met'] else 'NOT met'}")
