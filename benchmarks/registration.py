@@ -77,13 +77,13 @@ METHODS: dict[str, tuple[str, str]] = {
     "identity": ("Identity (no registration)", "the moving labels resampled onto the fixed grid unchanged"),
     "regttr": ("Reg-TTR (from identity)", "register(method='regttr'), engine defaults (at the recorded commit: coarse to fine over an image pyramid, a stationary velocity field on a half-resolution control grid, scaling and squaring; the full config is in the JSON)"),
     "predict": ("Predictor alone", "register(method='predict'): the bundled VoxelMorph-style U-Net, one forward pass"),
-    "regttr-pred": ("Reg-TTR (from predictor)", "register(method='regttr', init='predictor'): ~10 full-resolution iterations from the predictor's field"),
+    "regttr-pred": ("Reg-TTR (from predictor)", "register(method='regttr', init='predictor'): the predictor's field refined by Reg-TTR (at the recorded commit: a diffeomorphic increment composed with it, 10 full-resolution iterations)"),
     "ssmsr": ("SSMSR", "register(method='ssmsr'), engine defaults: multi-scale test-time training of a U-Net per scale (at the recorded commit the first scale's network starts from the bundled predictor's weights)"),
     "syn": ("ANTs SyN (defaults)", "ants.registration(type_of_transform='SyN'): affine stage + SyN, reg_iterations=(40,20,0) (never iterates at full resolution)"),
     "syn-full": ("ANTs SyN (40,20,10)", "ants.registration(type_of_transform='SyN', reg_iterations=(40,20,10)): affine stage + SyN with a full-resolution level"),
     "elastix": ("elastix B-spline (default map)", "itk.elastix_registration_method with GetDefaultParameterMap('bspline'): 4 levels, Mattes MI + bending energy, 256 iterations per level, 10 mm final grid; no affine stage"),
     "demons": ("SimpleITK demons (sym. forces)", "FastSymmetricForcesDemonsRegistrationFilter after histogram matching, 3-level pyramid (shrink 4/2/1)"),
-    "syn-full+regttr": ("SyN(40,20,10) + Reg-TTR", "ANTs SyN(40,20,10)'s dense field given to register(method='regttr', init=<field.nii.gz>): Reg-TTR's refinement setting (one full-resolution level, displacement refined directly); time = the refinement alone"),
+    "syn-full+regttr": ("SyN(40,20,10) + Reg-TTR", "ANTs SyN(40,20,10)'s dense field given to register(method='regttr', init=<field.nii.gz>): Reg-TTR's refinement setting (at the recorded commit: one full-resolution level, a diffeomorphic increment on a half-resolution control grid composed with the field, 5 iterations); time = the refinement alone"),
     "elastix+regttr": ("elastix + Reg-TTR", "elastix's dense field refined by Reg-TTR as above; time = the refinement alone"),
     "demons+regttr": ("demons + Reg-TTR", "the demons field refined by Reg-TTR as above; time = the refinement alone"),
 }
@@ -684,7 +684,7 @@ def markdown(doc: dict) -> str:
     refined = refinement_table(doc["results"])
     if refined:
         lines += ["## Refining the peers' results", "", "Each peer's dense field is the initial transform of Reg-TTR "
-                  "(`tttmedical register --init field.nii.gz`: one full-resolution level, the displacement refined directly).",
+                  "(`tttmedical register --init field.nii.gz`: Reg-TTR's refinement setting, see the notes).",
                   "", refined, ""]
     if doc.get("curve"):
         lines += ["## Dice vs SDlogJ over the smoothness weight", "", f"Reg-TTR from identity, mean over the tuning pairs "
