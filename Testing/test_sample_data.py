@@ -27,7 +27,8 @@ def _quiet(_message: str) -> None:
 
 
 def test_catalogue():
-    assert set(SAMPLES) == {"phantom-4d", "phantom-pair", "mni-smooth", "mni-bspline", "recon-brain"}
+    assert set(SAMPLES) == {"phantom-4d", "phantom-pair", "mni-smooth", "mni-bspline", "recon-brain",
+                            "mni-swirl", "mni-atrophy", "phantom-sliding", "mni-intersubject"}
     assert all(isinstance(v, str) and v for v in SAMPLES.values())
     with pytest.raises(InputError, match="Unknown sample"):
         write_sample("nope", "/tmp/never-written")

@@ -89,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)  # run cleanup (temporary folders) when cancelled
     if args.command != "sample-data":  # a first line at once: loading torch and the inputs takes seconds
         progress.update(0.0, "Loading the engine")
-    if getattr(args, "threads", None):  # --threads (every command that runs torch has it, from COMMON)
+    if hasattr(args, "threads"):  # every command that runs torch has --threads (COMMON)
         import torch
 
-        torch.set_num_threads(args.threads)
+        from .core.threads import auto_threads
+
+        # without --threads: as many torch threads as there are idle cores now (core.threads)
+        torch.set_num_threads(args.threads or auto_threads())
     try:
         return handlers[(args.command, getattr(args, "task", None))](args, progress)
     except InputError as exc:

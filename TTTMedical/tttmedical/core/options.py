@@ -163,8 +163,8 @@ COMMON = OptionSet(
     Option("device", str, "auto", "auto picks CUDA when present, else CPU; CUDA out-of-memory falls back to CPU",
            choices=("auto", "cpu", "cuda")),
     Option("seed", int, 0, "random seed", minimum=0, maximum=2**32 - 1),
-    Option("threads", int, None, "CPU threads for torch (default: torch's choice, one per core); fewer leaves cores "
-           "to Slicer or other work on a busy machine", label="CPU threads", minimum=1, maximum=4096, metavar="N"),
+    Option("threads", int, None, "CPU threads for torch (default: as many as there are idle cores at the start, at "
+           "most the physical cores); fewer leaves cores to Slicer or other work on a busy machine", label="CPU threads", minimum=1, maximum=4096, metavar="N"),
     Option("progress", str, "bar", "bar: text bar on stderr; json: one JSON event per stdout line (for Slicer); none: quiet",
            label="progress mode", choices=("bar", "json", "none")),
 )

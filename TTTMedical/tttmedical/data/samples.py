@@ -27,6 +27,7 @@ from typing import Callable
 
 from ..core.errors import InputError
 from ..core.outputs import check_output_dir, write_output_set
+from .deformations import FAMILIES, build_family
 from .mni import MNI_LABELS, build_mni
 from .phantom import PHANTOM_LABELS, build_phantom_4d, build_phantom_pair
 from .recon_samples import build_recon_sample
@@ -40,6 +41,7 @@ SAMPLES: dict[str, str] = {
     "phantom-pair": "mrphantom registration pair: end-inspiration (fixed) and end-expiration (moving) with large breathing motion, with tissue labels (NIfTI).",
     "mni-smooth": "MNI152 2 mm T1 brain and a synthetic subject warped by a smooth Gaussian random field + small affine, with GM/WM/CSF labels and the true displacement (NIfTI).",
     "mni-bspline": "MNI152 2 mm T1 brain and a synthetic subject warped by a random coarse B-spline + small affine, with GM/WM/CSF labels and the true displacement (NIfTI).",
+    **FAMILIES,  # registration benchmark families (data/deformations.py); one is held out of tuning
     "recon-brain": "AdaptRecon: MNI152 brain slices to simulate an acquisition from (NIfTI) and fastMRI-style multi-coil k-space of two mrphantom slices (HDF5).",
 }
 
@@ -48,6 +50,7 @@ _BUILDERS: dict[str, Callable[[Path, int, Callable, bool], dict]] = {
     "phantom-pair": build_phantom_pair,
     "mni-smooth": lambda tmp, seed, log, small: build_mni(tmp, seed, log, small, "smooth"),
     "mni-bspline": lambda tmp, seed, log, small: build_mni(tmp, seed, log, small, "bspline"),
+    **{name: (lambda tmp, seed, log, small, name=name: build_family(tmp, seed, log, small, name)) for name in FAMILIES},
     "recon-brain": lambda tmp, seed, log, small: build_recon_sample(tmp, seed, log, small),
 }
 

@@ -34,12 +34,6 @@ def run(args: argparse.Namespace, progress: Progress) -> int:
     from .pipeline import RegisterOptions, read_inputs, register
 
     values = run_values(REGISTER, args)
-    if values.get("threads") is None:  # no --threads: as many torch threads as there are idle cores now
-        import torch
-
-        from ..core.threads import auto_threads
-
-        torch.set_num_threads(auto_threads())
     inputs = read_inputs(values["fixed"], values["moving"], values["fixed_labels"], values["moving_labels"])
     fields = {f.name for f in dataclasses.fields(RegisterOptions)}
     options = RegisterOptions(**{k: v for k, v in values.items() if k in fields})
