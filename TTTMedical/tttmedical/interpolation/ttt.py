@@ -37,6 +37,7 @@ from typing import Callable
 
 import torch
 
+from ..core.adam import Adam
 from ..core.optimize import LoopSettings, StepOutput, optimize
 from .losses import mae_loss, rotation_loss, uvi_loss
 from .model import InterpolationModel
@@ -99,7 +100,7 @@ def random_window(i0: torch.Tensor, i1: torch.Tensor, crop, generator: torch.Gen
 
 
 def adapt(model: InterpolationModel, pairs: list[tuple[torch.Tensor, torch.Tensor]], order: list[int], settings: TTTSettings,
-          optimizer: torch.optim.Optimizer, generator: torch.Generator,
+          optimizer: Adam, generator: torch.Generator,
           callback: Callable[[int, int, float], None] | None = None) -> list[dict]:
     """``len(order)`` Adam steps, step ``s`` on pair ``order[s]``; return the loss curve (``len(order) + 1`` evaluations)."""
     params = adapted_parameters(model, settings.task)
@@ -148,7 +149,7 @@ def run_scheme(model: InterpolationModel, pairs: list[tuple[torch.Tensor, torch.
             report(f"{task} TTT step {index}/{max_steps}", loss)
         return cb
 
-    def run_adapt(order: list[int], opt: torch.optim.Optimizer) -> None:
+    def run_adapt(order: list[int], opt: Adam) -> None:
         nonlocal adapt_s, steps
         t0 = time.perf_counter()
         part = adapt(model, pairs, order, settings, opt, generator, tick())
@@ -157,8 +158,8 @@ def run_scheme(model: InterpolationModel, pairs: list[tuple[torch.Tensor, torch.
         curve.extend({**c, "step": c["step"] + offset, "scheme_step": c["step"]} for c in part)
         steps += len(order)
 
-    def new_optimizer() -> torch.optim.Optimizer:
-        return torch.optim.Adam(adapted_parameters(model, task), lr=settings.lr)
+    def new_optimizer() -> Adam:
+        return Adam(adapted_parameters(model, task), lr=settings.lr)
 
     def predict_pair(k: int) -> None:
         with torch.no_grad():

@@ -54,6 +54,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..core.adam import Adam
 from ..core.optimize import LoopSettings, StepOutput, optimize
 from .problem import SliceProblem, relative_l1
 from .tta import MIN_DELTA, PATIENCE, draw, selection_loss
@@ -238,7 +239,7 @@ def adapt_inr(net: ReconUNet, caches: list[SliceCaches], iterations: int, lr: fl
     """Stage 1 over all slices of the patient (module docstring)."""
     device = caches[0].problem.y.device
     inr = INR(len(caches), net.config.chans, seed=seed).to(device)
-    opt = torch.optim.Adam(inr.parameters(), lr=lr)
+    opt = Adam(inr.parameters(), lr=lr)
     counter = {"step": 0}
 
     def step() -> StepOutput:
@@ -301,7 +302,7 @@ def adapt_sst(net: ReconUNet, c: SliceCaches, iterations: int, lr: float, diffus
     """Stage 2 on one slice (module docstring); ``c`` may carry stage-1 modulated features."""
     device = c.problem.y.device
     sst = SST(net.config.chans, diffusion, seed=seed).to(device)
-    opt = torch.optim.Adam(sst.parameters(), lr=lr)
+    opt = Adam(sst.parameters(), lr=lr)
     with torch.no_grad():
         base = c.inference.output()[0]
         magnitude = base.abs()[None, None]

@@ -29,6 +29,7 @@ from typing import Callable
 
 import torch
 
+from ..core.adam import Adam
 from ..core.optimize import LoopSettings, StepOutput, optimize
 from .problem import SliceProblem, n2n_mask, relative_l1, relative_l2, ssdu_split
 from .unet import ReconUNet
@@ -88,7 +89,7 @@ def adapt_backbone(pretrained: ReconUNet, problem: SliceProblem, method: str, it
     device_type = problem.y.device.type
     rng = torch.Generator().manual_seed(int(seed))
     inference_input = problem.zero_filled(problem.train)[None]
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    opt = Adam(net.parameters(), lr=lr)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=autocast):
