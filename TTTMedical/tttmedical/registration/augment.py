@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..core.losses import box_mean
 
-__all__ = ["random_field", "jitter_intensity"]
+__all__ = ["random_field", "structured_field", "jitter_intensity"]
 
 
 def random_field(shape: tuple[int, int, int], max_disp: float, generator: torch.Generator,
@@ -54,6 +55,45 @@ def random_field(shape: tuple[int, int, int], max_disp: float, generator: torch.
         grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), 0).reshape(3, -1)
         lin = ((rot - torch.eye(3, dtype=torch.float64)) @ grid + shift[:, None]).reshape((1, 3) + tuple(shape))
         u = u + lin.float()
+    return u
+
+
+def structured_field(image: torch.Tensor, generator: torch.Generator, swirl_p: float = 0.4,
+                     bump_p: float = 0.4) -> torch.Tensor | None:
+    """Swirls and/or expansion/atrophy bumps ``(1, 3, D, H, W)`` in voxels centred in ``image``'s foreground, or None.
+
+    The kinds of the ``mni-swirl`` and ``mni-atrophy`` families (:mod:`tttmedical.data.deformations`
+    generators, called on the voxel grid of ``image``): with probability ``swirl_p`` one or two
+    swirls (angle 15-45 deg, either sign, Gaussian decay sigma 8-18 % of the longest axis), with
+    probability ``bump_p`` two to four radial bumps (strength +-[0.15, 0.5], sigma 4.5-9 % of the
+    longest axis).  Centres are foreground voxels (intensity > 0.15) pulled towards its centroid.
+    The sum is halved until its Jacobian determinant stays above 0.2 (no folding).
+    """
+    from ..core.warp import jacobian_determinant
+    from ..data.deformations import _brain_points, _bump, _random_direction, _swirl
+
+    swirl = float(torch.rand((), generator=generator)) < swirl_p
+    bump = float(torch.rand((), generator=generator)) < bump_p
+    if not (swirl or bump):
+        return None
+    rng = np.random.default_rng(int(torch.randint(2 ** 31 - 1, (), generator=generator)))
+    shape = tuple(image.shape[2:])
+    length = float(max(shape))
+    points = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape], indexing="ij"), -1)
+    mask = image[0, 0].detach().cpu().numpy() > 0.15
+    if mask.sum() < 8:
+        mask = np.ones(shape, bool)
+    w = np.zeros(shape + (3,))
+    if swirl:
+        for centre in _brain_points(points, mask, rng, int(rng.integers(1, 3)), 0.5):
+            angle = math.radians(rng.uniform(15.0, 45.0)) * rng.choice([-1.0, 1.0])
+            w += _swirl(points, centre, _random_direction(rng), angle, rng.uniform(0.08, 0.18) * length)
+    if bump:
+        for centre in _brain_points(points, mask, rng, int(rng.integers(2, 5)), 0.8):
+            w += _bump(points, centre, rng.uniform(0.15, 0.5) * rng.choice([-1.0, 1.0]), rng.uniform(0.045, 0.09) * length)
+    u = torch.from_numpy(np.moveaxis(w, -1, 0)[None].astype(np.float32))
+    while jacobian_determinant(u).min() <= 0.2:
+        u = u * 0.5
     return u
 
 
