@@ -100,6 +100,37 @@ def test_random_field_is_smooth_and_bounded():
         assert jacobian_determinant(u).min() > 0
 
 
+def test_structured_field_swirls_preserve_volume_and_bumps_change_it():
+    from tttmedical.core.warp import jacobian_determinant
+    from tttmedical.registration.augment import structured_field
+
+    image = _blob_images(1, (32, 32, 32))[0]
+    g = torch.Generator().manual_seed(3)
+    assert structured_field(image, g, 0.0, 0.0) is None
+    swirl = structured_field(image, g, 1.0, 0.0)
+    bumps = structured_field(image, g, 0.0, 1.0)
+    for u in (swirl, bumps):
+        assert u.shape == (1, 3, 32, 32, 32) and float(u.norm(dim=1).max()) > 0.5
+        assert jacobian_determinant(u).min() > 0.2
+    # swirls rotate spheres about their centre rigidly (volume kept); bumps expand or shrink locally
+    swirl_logj, bump_logj = (abs(torch.from_numpy(jacobian_determinant(u)).log()).max() for u in (swirl, bumps))
+    assert swirl_logj < 0.5 * bump_logj, (swirl_logj, bump_logj)
+    assert torch.equal(structured_field(image, torch.Generator().manual_seed(7), 1.0, 1.0),
+                                         structured_field(image, torch.Generator().manual_seed(7), 1.0, 1.0))
+
+
+def test_predictor_start_keeps_a_field_only_if_it_raises_local_ncc():
+    from tttmedical.registration.pipeline import predictor_start
+
+    fixed = _blob_images(1, (20, 20, 20), seed=2)[0]
+    shift = torch.zeros(1, 3, 20, 20, 20)
+    shift[:, 0] = 2.0
+    moving = warp(fixed, shift)  # moving(x) = fixed(x + 2 e0): aligned by u = -2 e0
+    good, bad = predictor_start(fixed, moving, -shift), predictor_start(fixed, moving, shift)
+    assert good["start"] == "predictor" and good["ncc_predictor"] > good["ncc_identity"] + 0.05
+    assert bad["start"] == "identity" and bad["ncc_predictor"] < bad["ncc_identity"]
+
+
 def test_shipped_weights_improve_dice(mni_small, phantom_small):
     pred = P.Predictor.load(device="cpu")  # default file, checked against its model card
     card = json.loads(C.card_path(P.default_weights_path()).read_text())

@@ -26,6 +26,8 @@ def test_predict_and_init_predictor_improve_dice_and_name_the_weights(inputs, tm
     refined = _run(inputs, tmp_path / "r", method="regttr", init="predictor", iterations=5)
     assert refined["initial_transform"] == "predictor"
     assert refined["metrics"]["initial_dice"] == pytest.approx(m["dice"], abs=1e-6)  # starts from the prediction
+    start = refined["predictor_start"]  # kept because it raises the local NCC over identity
+    assert start["start"] == "predictor" and start["ncc_predictor"] > start["ncc_identity"]
     assert refined["metrics"]["ncc"] > refined["metrics"]["initial_ncc"]
 
 

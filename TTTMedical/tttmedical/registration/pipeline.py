@@ -23,6 +23,7 @@ from ..core import metrics as M
 from ..core.checks import physical_overlap
 from ..core.device import device_description
 from ..core.errors import InputError
+from ..core.losses import LocalSimilarity
 from ..core.options import COMMON
 from ..core.progress import Progress
 from ..core.run import RunContext
@@ -140,6 +141,21 @@ def _inside_fraction(field: np.ndarray) -> float:
     return float(inside.mean())
 
 
+PREDICTOR_SAFETY = True
+"""Reg-TTR from the predictor starts from identity (with the from-identity settings) when the
+predicted field does not raise the local NCC over identity (:func:`predictor_start`)."""
+
+
+def predictor_start(f: torch.Tensor, m: torch.Tensor, u: torch.Tensor) -> dict:
+    """Local NCC (windows 5 and 9 voxels, :class:`~tttmedical.core.losses.LocalSimilarity`) of ``m`` and of ``m``
+    warped by the predicted field ``u`` against ``f``; ``start`` is ``"predictor"`` if the field raises it, else ``"identity"``."""
+    similarity = LocalSimilarity(f, (5, 9), 5)
+    with torch.no_grad():
+        identity = float(similarity(m)["ncc"])
+        predicted = float(similarity(warp(m, u))["ncc"])
+    return {"ncc_identity": identity, "ncc_predictor": predicted, "start": "predictor" if predicted > identity else "identity"}
+
+
 def _initial_transform(opts: RegisterOptions) -> str | None:
     init = None if opts.init in (None, "", "identity") else opts.init
     if opts.method == "predict" and init not in (None, "predictor"):
@@ -182,6 +198,8 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
                          "--init is the transform from the fixed to the moving image (ITK resampling direction).")
     ctx.log(f"Device: {device_description(ctx.device)}")
 
+    start = {}  # Reg-TTR from the predictor: which start was taken and why (predictor_start)
+
     def run(dev: torch.device):
         f, m = _tensor(f_np, dev), _tensor(m_np, dev)
         u0 = torch.from_numpy(init_field)[None].to(dev) if init_field is not None else None
@@ -190,6 +208,12 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
                 ctx.stage("init", 0.0, "Predicting the initial field")
                 predictor.device = dev
                 u0 = predictor.predict(f, m)
+                if opts.method == "regttr" and PREDICTOR_SAFETY:
+                    start.update(predictor_start(f, m, u0))
+                    if start["start"] == "identity":
+                        ctx.log(f"The predicted field lowers the local NCC ({start['ncc_predictor']:.4f} vs "
+                                f"{start['ncc_identity']:.4f} at identity): Reg-TTR starts from identity")
+                        u0 = None
         ctx.stage("init", 1.0, "Initial field ready")
         result = cfg = None
         overrides = {k: v for k, v in {"iterations": opts.iterations, "lr": opts.lr,
@@ -232,6 +256,7 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
         grid={"shape_kji": list(fixed.shape), "spacing_mm": list(fixed.spacing)},
         parameters={**dataclasses.asdict(opts), **({"config": dataclasses.asdict(cfg)} if cfg is not None else {})},
         weights=predictor.describe() if predictor is not None else None,
+        **({"predictor_start": start} if start else {}),
         metrics=metrics,
         loss_curve=curve,
     )
