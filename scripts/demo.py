@@ -13,6 +13,9 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
+from tttmedical.core.threads import auto_threads
 from tttmedical.data.samples import write_sample
 
 PARTS = ("registration", "interpolation", "recon", "pictures")
@@ -37,6 +40,7 @@ def main() -> None:
             if not (target / "sample.json").exists():
                 print(f"== writing sample data '{sample}' -> {target}")
                 write_sample(sample, target)
+        torch.set_num_threads(auto_threads())   # the command line's policy: the cores idle now (core.threads)
         started = time.perf_counter()
         markdown, rows = part.run(out, data, args.device)
         sections.append(markdown + f"\n{name}: {time.perf_counter() - started:.0f} s.\n")
