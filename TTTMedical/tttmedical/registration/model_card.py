@@ -91,7 +91,7 @@ def model_card_markdown(card: dict) -> str:
         lines.append(f"- **{key}**: {value if isinstance(value, str) else json.dumps(value)}")
     evaluation = card.get("evaluation")
     if evaluation:
-        lines += ["", "## Evaluation on held-out sample pairs", "",
+        lines += ["", "## Evaluation on sample pairs not used in training", "",
                   evaluation.get("note", ""), "",
                   "| pair | grid | working grid | Dice identity | Dice predictor | HD95 identity (mm) | HD95 predictor (mm) | folding % | predict time (s) |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -105,5 +105,9 @@ def model_card_markdown(card: dict) -> str:
               "- The MNI evaluation pairs share the template anatomy with the training data; their deformations,",
               "  bias fields, gamma and noise are unseen. The phantom evaluation pair has a larger breathing",
               "  amplitude (0.10) than the training sequence (0.06) and a different noise/coil realisation.",
-              "- Intensities must be normalised to [0, 1] (0.5-99.5 percentiles) as in training.", ""]
+              "- Intensities must be normalised to [0, 1] (0.5-99.5 percentiles) as in training.",
+              "- On small local deformations (the mni-swirl and mni-atrophy pairs) the prediction alone lowers Dice",
+              "  below identity; refine it, or let `--init predictor` fall back as below.",
+              "- `register --init predictor` keeps the predicted field only if it raises the local NCC over identity;",
+              "  otherwise Reg-TTR starts from identity (`predictor_start` in the report).", ""]
     return "\n".join(lines)

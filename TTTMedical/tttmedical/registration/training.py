@@ -169,7 +169,7 @@ def load_training_sets(data_dir: str | Path, working_size: int, seed: int = 0, s
 
 def train_predictor(out_dir: str | Path, steps: int = 4500, seed: int = 0, device: str = "auto",
                     progress: Progress | None = None, *, working_size: int = 48, features=(16, 32, 32, 32),
-                    final_features=(16, 16), lr: float = 1e-3, smoothness_weight: float = 1.5,
+                    final_features=(16, 16), lr: float = 1e-3, smoothness_weight: float = 2.5,
                     ssim_weight: float = 1.0, threads: int | None = None, time_limit_s: float | None = None,
                     data_dir: str | Path | None = None, small: bool = False, name: str = DEFAULT_NAME,
                     command: str | None = None) -> dict:
