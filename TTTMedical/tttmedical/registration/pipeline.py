@@ -226,7 +226,7 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
                     cfg = regttr.RegTTRConfig(**overrides)
                 else:  # the predictor's errors are larger than a peer's: 10 steps of 0.1 voxel (benchmark, mean
                     # Dice from the predictor on the samples / new families 0.832 / 0.854 vs 0.778 / 0.804
-                    # with the peers' 5 steps of 0.05)
+                    # with the peers' 5 steps of 0.05; measured with the weights before issue 9's retraining)
                     cfg = regttr.RegTTRConfig.refinement(**{**({"iterations": 10, "lr": 0.1} if init == "predictor" else {}),
                                                             **overrides})
                 result = regttr.refine(f, m, u0, cfg, ctx.stage_callback("refine"))
