@@ -30,7 +30,7 @@ SETTINGS = OptionSet(
     Option("method", str, "regttr", "regttr: optimise the field itself; ssmsr: multi-scale test-time training of a "
                                     "U-Net per scale; predict: the built-in predictor only", choices=METHODS),
     Option("iterations", int, None, "Reg-TTR: max iterations at full resolution, each coarser pyramid level may use twice "
-                                    "as many (default 12 from identity, 5 when refining an initial field, 10 from the predictor); SSMSR: max "
+                                    "as many (default 12 from identity, 5 when refining an initial field, 10 from the predictor, or the from-identity settings when the predicted field does not raise the local NCC); SSMSR: max "
                                     "training steps per scale (default 150)",
            label="number of iterations", minimum=1, maximum=100000, panel_default=12),
     Option("lr", float, None, "learning rate (Reg-TTR: voxels per step; default 0.25, 0.05 when refining, 0.1 from the predictor; SSMSR: 0.002)",
