@@ -40,7 +40,7 @@ from ..core.volume import Volume
 from ..core.warp import jacobian_determinant, mm_to_voxels
 from .mni import DISPLACEMENT_CONVENTION, MNI_LABELS, _grid_points, _load_mni, _random_affine, _sample, _smooth_field, _to_index
 
-__all__ = ["FAMILIES", "HELD_OUT", "build_family"]
+__all__ = ["FAMILIES", "HELD_OUT", "build_family", "swirl", "bump", "random_direction", "brain_points"]
 
 FAMILIES = {
     "mni-swirl": "MNI152 2 mm template and the template twisted by two Gaussian-decaying swirls (rotational deformation), with GM/WM/CSF labels and the true displacement (NIfTI).",
@@ -52,7 +52,7 @@ HELD_OUT = "mni-intersubject"
 
 
 # ---------------------------------------------------------------------------- generating fields (mm)
-def _swirl(points: np.ndarray, centre: np.ndarray, axis: np.ndarray, angle_rad: float, sigma_mm: float) -> np.ndarray:
+def swirl(points: np.ndarray, centre: np.ndarray, axis: np.ndarray, angle_rad: float, sigma_mm: float) -> np.ndarray:
     """Displacement of a rotation about ``axis`` through ``centre`` by ``angle * exp(-r^2 / 2 sigma^2)``, r = |x - c|."""
     axis = axis / np.linalg.norm(axis)
     x = points - centre
@@ -63,18 +63,18 @@ def _swirl(points: np.ndarray, centre: np.ndarray, axis: np.ndarray, angle_rad: 
     return rotated - x
 
 
-def _bump(points: np.ndarray, centre: np.ndarray, strength: float, sigma_mm: float) -> np.ndarray:
+def bump(points: np.ndarray, centre: np.ndarray, strength: float, sigma_mm: float) -> np.ndarray:
     """Radial expansion (``strength`` > 0) or contraction about ``centre``: ``a (x - c) exp(-|x - c|^2 / 2 s^2)``."""
     x = points - centre
     return strength * x * np.exp(-(x * x).sum(-1) / (2.0 * sigma_mm ** 2))[..., None]
 
 
-def _random_direction(rng: np.random.Generator) -> np.ndarray:
+def random_direction(rng: np.random.Generator) -> np.ndarray:
     v = rng.standard_normal(3)
     return v / np.linalg.norm(v)
 
 
-def _brain_points(points: np.ndarray, mask: np.ndarray, rng: np.random.Generator, n: int, spread: float) -> np.ndarray:
+def brain_points(points: np.ndarray, mask: np.ndarray, rng: np.random.Generator, n: int, spread: float) -> np.ndarray:
     """``n`` random brain points, pulled towards the brain centroid by ``1 - spread``."""
     inside = points[mask]
     centroid = inside.mean(axis=0)
@@ -171,24 +171,24 @@ def _mni_family(tmp: Path, seed: int, log, small: bool, name: str) -> dict:
         intensity = {"fixed": fixed_intensity}
     else:
         if name == "mni-swirl":
-            centres = _brain_points(points, brain, rng, 2, 0.4)
-            axes = [_random_direction(rng) for _ in centres]
+            centres = brain_points(points, brain, rng, 2, 0.4)
+            axes = [random_direction(rng) for _ in centres]
             angles = [math.radians(float(rng.uniform(25.0, 35.0))) * float(rng.choice([-1.0, 1.0])) for _ in centres]
             sigmas = [float(rng.uniform(20.0, 26.0)) for _ in centres]
 
             def make(scale):
-                return sum(_swirl(points, c, a, scale * t, s) for c, a, t, s in zip(centres, axes, angles, sigmas))
+                return sum(swirl(points, c, a, scale * t, s) for c, a, t, s in zip(centres, axes, angles, sigmas))
 
             family = {"model": "sum of two swirls: rotation about an axis through c by angle * exp(-|x - c|^2 / 2 sigma^2)",
                       "centres_lps_mm": np.round(centres, 2).tolist(), "axes": np.round(axes, 4).tolist(),
                       "angles_deg": [math.degrees(a) for a in angles], "sigmas_mm": sigmas}
         else:
-            centres = _brain_points(points, brain, rng, 4, 0.8)
+            centres = brain_points(points, brain, rng, 4, 0.8)
             strengths = [float(rng.uniform(0.3, 0.45)) * s for s in (1.0, -1.0, 1.0, -1.0)]
             sigmas = [float(rng.uniform(12.0, 16.0)) for _ in centres]
 
             def make(scale):
-                return sum(_bump(points, c, scale * a, s) for c, a, s in zip(centres, strengths, sigmas))
+                return sum(bump(points, c, scale * a, s) for c, a, s in zip(centres, strengths, sigmas))
 
             family = {"model": "sum of radial bumps a (x - c) exp(-|x - c|^2 / 2 s^2): a > 0 expands, a < 0 shrinks (atrophy)",
                       "centres_lps_mm": np.round(centres, 2).tolist(), "strengths": strengths, "sigmas_mm": sigmas}

@@ -70,11 +70,11 @@ def structured_field(image: torch.Tensor, generator: torch.Generator, swirl_p: f
     The sum is halved until its Jacobian determinant stays above 0.2 (no folding).
     """
     from ..core.warp import jacobian_determinant
-    from ..data.deformations import _brain_points, _bump, _random_direction, _swirl
+    from ..data.deformations import brain_points, bump, random_direction, swirl
 
-    swirl = float(torch.rand((), generator=generator)) < swirl_p
-    bump = float(torch.rand((), generator=generator)) < bump_p
-    if not (swirl or bump):
+    with_swirls = float(torch.rand((), generator=generator)) < swirl_p
+    with_bumps = float(torch.rand((), generator=generator)) < bump_p
+    if not (with_swirls or with_bumps):
         return None
     rng = np.random.default_rng(int(torch.randint(2 ** 31 - 1, (), generator=generator)))
     shape = tuple(image.shape[2:])
@@ -84,13 +84,13 @@ def structured_field(image: torch.Tensor, generator: torch.Generator, swirl_p: f
     if mask.sum() < 8:
         mask = np.ones(shape, bool)
     w = np.zeros(shape + (3,))
-    if swirl:
-        for centre in _brain_points(points, mask, rng, int(rng.integers(1, 3)), 0.5):
+    if with_swirls:
+        for centre in brain_points(points, mask, rng, int(rng.integers(1, 3)), 0.5):
             angle = math.radians(rng.uniform(15.0, 45.0)) * rng.choice([-1.0, 1.0])
-            w += _swirl(points, centre, _random_direction(rng), angle, rng.uniform(0.08, 0.18) * length)
-    if bump:
-        for centre in _brain_points(points, mask, rng, int(rng.integers(2, 5)), 0.8):
-            w += _bump(points, centre, rng.uniform(0.15, 0.5) * rng.choice([-1.0, 1.0]), rng.uniform(0.045, 0.09) * length)
+            w += swirl(points, centre, random_direction(rng), angle, rng.uniform(0.08, 0.18) * length)
+    if with_bumps:
+        for centre in brain_points(points, mask, rng, int(rng.integers(2, 5)), 0.8):
+            w += bump(points, centre, rng.uniform(0.15, 0.5) * rng.choice([-1.0, 1.0]), rng.uniform(0.045, 0.09) * length)
     u = torch.from_numpy(np.moveaxis(w, -1, 0)[None].astype(np.float32))
     while jacobian_determinant(u).min() <= 0.2:
         u = u * 0.5
