@@ -108,7 +108,7 @@ def test_stage_one_anchor_keeps_what_no_measurement_constrains(case, monkeypatch
     maps = estimate_maps(problem.y[None], problem.acquired.numpy(), "calibration")[0]
     estimated = make_problem(problem.y, maps, problem.acquired.numpy(), seed=0)
     caches = d2sa.build_caches(net, [estimated], "ssdu", seed=0)
-    start = psnr(truth, caches[0].inference.unmodulated)
+    start = psnr(truth, caches[0].inference.start)
     anchored = d2sa.adapt_inr(net, caches, 40, 3e-3, seed=0)
     monkeypatch.setattr(d2sa, "ANCHOR_WEIGHT", 0.0)
     free = d2sa.adapt_inr(net, caches, 40, 3e-3, seed=0)

@@ -252,7 +252,7 @@ def adapt_inr(net: ReconUNet, caches: list[SliceCaches], iterations: int, lr: fl
             out = cache.output(_film(cache, gamma, beta))[0]
             inr_image = net.denormalise(inr_img, cache.norm)[0]
             consistency = relative_l1(c.problem.kspace(inr_image), c.problem.y, c.problem.train)
-            train_total = (train_total + loss_fn(out) + ANCHOR_WEIGHT * _relative_change(out, cache.unmodulated)
+            train_total = (train_total + loss_fn(out) + ANCHOR_WEIGHT * _relative_change(out, cache.start)
                            + INR_WEIGHT * consistency)
             if c.same_input:
                 inference = out.detach()
@@ -289,6 +289,7 @@ def modulate(caches: list[SliceCaches], inr: INR | None, coarse: int = 4) -> lis
         def mod(cache: Cached) -> Cached:
             new = copy.copy(cache)
             new.features = _film(cache, gamma, beta)
+            new.refresh_start()
             return new
         inference = mod(c.inference)
         draws = [(inference if cache is c.inference else mod(cache), fn) for cache, fn in c.draws]
@@ -304,15 +305,10 @@ def adapt_sst(net: ReconUNet, c: SliceCaches, iterations: int, lr: float, diffus
     sst = SST(net.config.chans, diffusion, seed=seed).to(device)
     opt = Adam(sst.parameters(), lr=lr)
     with torch.no_grad():
-        base = c.inference.output()[0]
-        magnitude = base.abs()[None, None]
+        magnitude = c.inference.start.abs()[None, None]
         magnitude = magnitude / magnitude.amax().clamp_min(1e-12)
         magnitude = F.pad(magnitude, c.inference.norm.pad)
     counter = {"step": 0}
-    starts = {}                    # each draw's output at the start of the stage (the branch is zero there)
-    with torch.no_grad():
-        for cache, _ in c.draws:
-            starts[id(cache)] = cache.output()[0]
 
     def output(cache: Cached) -> torch.Tensor:
         y = net.head(sst(cache.features, magnitude), cache.norm.x)
@@ -325,7 +321,7 @@ def adapt_sst(net: ReconUNet, c: SliceCaches, iterations: int, lr: float, diffus
         counter["step"] += 1
         cache, loss_fn = c.draws[t % len(c.draws)]
         out = output(cache)
-        train_loss = loss_fn(out) + SST_ANCHOR_WEIGHT * _relative_change(out, starts[id(cache)])
+        train_loss = loss_fn(out) + SST_ANCHOR_WEIGHT * _relative_change(out, cache.start)
         if c.same_input:
             inference = out.detach()
         else:

@@ -343,7 +343,7 @@ def _adapt(net, problems, zero, pretrained, spec: MethodSpec, opts: ReconOptions
     t0 = time.perf_counter()
     with torch.no_grad():
         caches = d2sa.build_caches(net, problems, spec.method, opts.seed)
-    images = [c.inference.output()[0] for c in caches]
+    images = [c.inference.start for c in caches]
     share = 0.5 if spec.inr and spec.sst else 1.0
     if spec.inr:
         its, lr = opts.schedule(spec, "inr")

@@ -121,7 +121,13 @@ class Cached:
         with torch.no_grad():
             self.norm = net.normalise(image)
             self.features = net.features(self.norm.x)
-            self.unmodulated = self.output()[0]     # the backbone's own output, complex [H, W]
+        self.refresh_start()
+
+    @torch.no_grad()
+    def refresh_start(self) -> None:
+        """``start``: the output of the current features, complex ``[H, W]`` (a D2SA stage's anchor: the
+        backbone's own output, or after stage 1 the modulated one)."""
+        self.start = self.output()[0]
 
     def output(self, features: torch.Tensor | None = None) -> torch.Tensor:
         """Complex output image from (modified) features through the backbone's head."""
