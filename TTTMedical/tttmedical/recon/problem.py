@@ -49,7 +49,7 @@ from .masks import calibration_region
 __all__ = ["SliceProblem", "make_problem", "ssdu_split", "n2n_mask", "relative_l1", "relative_l2"]
 
 VALIDATION_FRACTION = 0.05
-SSDU_WIDTH = 0.35                 # SSDU's loss-set density, same form
+SSDU_WIDTH = 0.35   # SSDU's loss set: density exp(-r^2 / 2 w^2), r the normalised distance from the k-space centre
 DC_WEIGHTS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)   # prior weights against A^H A (eigenvalues in [0, 1]): scale-free
 DC_ITERATIONS = 15
 DC_MIN_GAIN = 2.0   # held-out squared error of the network output / that after the step, needed to take it
@@ -124,24 +124,10 @@ def _radius(shape, device) -> torch.Tensor:
     return torch.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2).clamp(max=1.0)
 
 
-def _weighted_pick(candidates: torch.Tensor, weights: torch.Tensor, n: int, rng: torch.Generator) -> torch.Tensor:
-    """``n`` of the flat indices ``candidates`` drawn without replacement with probabilities proportional
-    to ``weights`` (the Gumbel-top-k trick: fast on long candidate lists)."""
-    gumbel = -torch.log(-torch.log(torch.rand(len(candidates), generator=rng).clamp(1e-12, 1 - 1e-7)))
-    return candidates[torch.topk(torch.log(weights.cpu()) + gumbel, n).indices.to(candidates.device)]
-
-
 def _indicator(index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     out = torch.zeros(like.numel(), device=like.device)
     out[index] = 1.0
     return out.reshape(like.shape)
-
-
-def _centre_density(index: torch.Tensor, shape, device, width: float) -> torch.Tensor:
-    """Gaussian weights ``exp(-r^2 / (2 width^2))`` of the flat indices ``index`` (``r``: normalised
-    distance from the k-space centre, 1 at the edge)."""
-    r = _radius(shape, device).flatten()[index]
-    return torch.exp(-r ** 2 / (2 * width ** 2))
 
 
 def make_problem(y: torch.Tensor, maps: torch.Tensor, mask: np.ndarray, seed: int) -> SliceProblem:
@@ -167,8 +153,12 @@ def ssdu_split(problem: SliceProblem, rng: torch.Generator, rho: float = 0.4) ->
     outside = ((train > 0) & ~problem.calib).flatten()
     index = torch.nonzero(outside).flatten()
     n_loss = min(int(round(rho * float(train.sum()))), len(index) - 1)
-    density = _centre_density(index, train.shape, train.device, SSDU_WIDTH)
-    loss_set = _indicator(_weighted_pick(index, density, n_loss, rng), train)
+    r = _radius(train.shape, train.device).flatten()[index]
+    weights = torch.exp(-r ** 2 / (2 * SSDU_WIDTH ** 2))
+    # weighted sampling without replacement by the Gumbel-top-k trick (fast on long candidate lists)
+    gumbel = -torch.log(-torch.log(torch.rand(len(index), generator=rng).clamp(1e-12, 1 - 1e-7)))
+    pick = index[torch.topk(torch.log(weights.cpu()) + gumbel, n_loss).indices.to(train.device)]
+    loss_set = _indicator(pick, train)
     return train - loss_set, loss_set
 
 
