@@ -141,14 +141,10 @@ def _inside_fraction(field: np.ndarray) -> float:
     return float(inside.mean())
 
 
-PREDICTOR_SAFETY = True
-"""Reg-TTR from the predictor starts from identity (with the from-identity settings) when the
-predicted field does not raise the local NCC over identity (:func:`predictor_start`)."""
-
-
 def predictor_start(f: torch.Tensor, m: torch.Tensor, u: torch.Tensor) -> dict:
     """Local NCC (windows 5 and 9 voxels, :class:`~tttmedical.core.losses.LocalSimilarity`) of ``m`` and of ``m``
-    warped by the predicted field ``u`` against ``f``; ``start`` is ``"predictor"`` if the field raises it, else ``"identity"``."""
+    warped by the predicted field ``u`` against ``f``; ``start`` is ``"predictor"`` if the field raises it, else ``"identity"``:
+    Reg-TTR from the predictor then starts from identity, with the from-identity settings."""
     similarity = LocalSimilarity(f, (5, 9), 5)
     with torch.no_grad():
         identity = float(similarity(m)["ncc"])
@@ -208,7 +204,7 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
                 ctx.stage("init", 0.0, "Predicting the initial field")
                 predictor.device = dev
                 u0 = predictor.predict(f, m)
-                if opts.method == "regttr" and PREDICTOR_SAFETY:
+                if opts.method == "regttr":
                     start.update(predictor_start(f, m, u0))
                     if start["start"] == "identity":
                         ctx.log(f"The predicted field lowers the local NCC ({start['ncc_predictor']:.4f} vs "
