@@ -77,7 +77,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "identity": ("Identity (no registration)", "the moving labels resampled onto the fixed grid unchanged"),
     "regttr": ("Reg-TTR (from identity)", "register(method='regttr'), engine defaults (at the recorded commit: coarse to fine over an image pyramid, a stationary velocity field on a half-resolution control grid, scaling and squaring; the full config is in the JSON)"),
     "predict": ("Predictor alone", "register(method='predict'): the bundled VoxelMorph-style U-Net, one forward pass"),
-    "regttr-pred": ("Reg-TTR (from predictor)", "register(method='regttr', init='predictor'): the predictor's field refined by Reg-TTR (at the recorded commit: a diffeomorphic increment composed with it, 10 full-resolution iterations)"),
+    "regttr-pred": ("Reg-TTR (from predictor)", "register(method='regttr', init='predictor'): the predictor's field refined by Reg-TTR (at the recorded commit: the from-identity coarse-to-fine schedule with the predicted field as the initial field of the coarsest level, refined directly; identity instead when the predicted field does not raise the local NCC)"),
     "ssmsr": ("SSMSR", "register(method='ssmsr'), engine defaults: multi-scale test-time training of a U-Net per scale (at the recorded commit the first scale's network starts from the bundled predictor's weights)"),
     "syn": ("ANTs SyN (defaults)", "ants.registration(type_of_transform='SyN'): affine stage + SyN, reg_iterations=(40,20,0) (never iterates at full resolution)"),
     "syn-full": ("ANTs SyN (40,20,10)", "ants.registration(type_of_transform='SyN', reg_iterations=(40,20,10)): affine stage + SyN with a full-resolution level"),

@@ -1,8 +1,8 @@
 """Options of ``tttmedical register``, declared once for the command line, the scene job and the panel.
 
 ``None`` defaults mean "the method's own default": Reg-TTR runs 12 full-resolution iterations (each
-coarser level up to twice as many) from identity and 5 when refining an initial field (10 from the
-predictor), with a learning rate of 0.25 (0.05 when refining, 0.1 from the predictor) voxels per step; SSMSR trains at most 150 steps per scale.
+coarser level up to twice as many) from identity and from the predictor, and 5 when refining another
+tool's field, with a learning rate of 0.25 (0.05 when refining such a field) voxels per step; SSMSR trains at most 150 steps per scale.
 ``panel_default`` is what the panel shows when the user overrides these defaults (Reg-TTR's
 from-identity values).  Torch-free: the Slicer panel imports it.
 """
@@ -30,10 +30,10 @@ SETTINGS = OptionSet(
     Option("method", str, "regttr", "regttr: optimise the field itself; ssmsr: multi-scale test-time training of a "
                                     "U-Net per scale; predict: the built-in predictor only", choices=METHODS),
     Option("iterations", int, None, "Reg-TTR: max iterations at full resolution, each coarser pyramid level may use twice "
-                                    "as many (default 12 from identity, 5 when refining an initial field, 10 from the predictor, or the from-identity settings when the predicted field does not raise the local NCC); SSMSR: max "
+                                    "as many (default 12 from identity and from the predictor, 5 when refining another tool's field); SSMSR: max "
                                     "training steps per scale (default 150)",
            label="number of iterations", minimum=1, maximum=100000, panel_default=12),
-    Option("lr", float, None, "learning rate (Reg-TTR: voxels per step; default 0.25, 0.05 when refining, 0.1 from the predictor; SSMSR: 0.002)",
+    Option("lr", float, None, "learning rate (Reg-TTR: voxels per step; default 0.25, 0.05 when refining another tool's field; SSMSR: 0.002)",
            label="learning rate", minimum=0.0, exclusive_minimum=True, maximum=100.0, panel_default=0.25),
     Option("smoothness", float, None, "weight of the diffusion regulariser (default 4.0; lower: sharper, rougher fields)",
            label="smoothness weight", minimum=0.0, maximum=1000.0, panel_default=4.0),

@@ -4,7 +4,8 @@ The variable is a field (voxels of the fixed grid, engine convention of
 :mod:`tttmedical.core.warp`) held on a control grid (``field_level``; 0 = every voxel) and
 box-smoothed: a stationary velocity whose scaling-and-squaring exponential is the displacement
 (``diffeomorphic``), which keeps the map folding-free; an initial field ``u0`` is refined by such an increment ``s`` found on the moving
-image resampled through ``u0``, the result being ``s + u0 o (id + s)`` (``compose_init``).
+image resampled through ``u0``, the result being ``s + u0 o (id + s)`` (``compose_init``), or, without
+``compose_init``, is itself the starting state (resized to each level), refined directly (not diffeomorphic).
 Loss, all on intensities in [0, 1]::
 
     L(u) = (1 - NCC_local(f, m o (id + u))) + ssim_weight * (1 - SSIM(f, m o (id + u))) + lambda * smooth(u)
@@ -13,7 +14,8 @@ with squared local NCC (one or more windows) and box-window SSIM sharing one set
 Adam with gradient-norm clipping, run by the shared test-time loop (:func:`tttmedical.core.optimize.optimize`):
 the learning rate decays after a non-improving iteration and a level stops after ``patience``
 non-improving iterations; the *best* iterate is kept, never the one after it.  From identity the optimisation runs coarse to fine over an image pyramid; from a good
-initial field a single full-resolution level of ~5 iterations is the intended use.
+initial field (another tool's) a single full-resolution level of ~5 iterations is the intended use; from
+the built-in predictor's rougher field the whole schedule runs, so the coarse levels can undo its errors.
 """
 from __future__ import annotations
 
