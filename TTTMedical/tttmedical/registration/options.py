@@ -39,8 +39,9 @@ SETTINGS = OptionSet(
            label="smoothness weight", minimum=0.0, maximum=1000.0, panel_default=4.0),
     Option("levels", int, None, "pyramid levels (default: automatic; 1 = full resolution only)",
            label="number of pyramid levels", minimum=1, maximum=8, panel_default=3),
-    Option("modality", str, "mri", "intensity normalisation: mri = 0.5-99.5 percentiles, ct = soft-tissue window, none",
-           label="intensity normalisation", choices=MODALITIES),
+    Option("modality", str, "mri", "image preset: mri = 0.5-99.5 percentiles; ct = soft-tissue window (-160..240 HU, clipped) "
+                                   "and a Gaussian low-pass of 1 voxel against CT noise; none = intensities as they are",
+           label="modality preset", choices=MODALITIES),
     Option("figure", bool, False, "also write figure.png (slices before/after, Jacobian)"),
 )
 """Method settings shared by the command line, ``TTTMedicalLib.registration`` and the panel."""

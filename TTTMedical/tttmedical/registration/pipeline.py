@@ -27,10 +27,11 @@ from ..core.losses import LocalSimilarity
 from ..core.options import COMMON
 from ..core.progress import Progress
 from ..core.run import RunContext
-from ..core.volume import Volume, normalize, resample_to
+from ..core.volume import Volume, resample_to
 from ..core.warp import field_volume, jacobian_determinant, warp
 from . import regttr, ssmsr
 from .initial import read_initial_field
+from .modality import prepare
 from .options import SETTINGS
 
 
@@ -182,8 +183,8 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
         physical_overlap(fixed, inputs.moving, "fixed image", "moving image",
                          "give an initial transform (--init) that aligns them, or check the images' origins")
     moving_on_fixed = inputs.moving if inputs.moving.same_grid(fixed) else resample_to(inputs.moving, fixed, "linear")
-    f_np = normalize(fixed.array, opts.modality)
-    m_np = normalize(moving_on_fixed.array, opts.modality)
+    f_np = prepare(fixed.array, opts.modality)
+    m_np = prepare(moving_on_fixed.array, opts.modality)
     predictor = None
     if _predictor_needed(opts, init):
         from .predictor import Predictor
