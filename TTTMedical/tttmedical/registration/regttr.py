@@ -23,6 +23,7 @@ import dataclasses
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from ..core.adam import Adam
 from ..core.losses import LocalSimilarity, box_mean, smoothness
@@ -100,6 +101,19 @@ def exp_velocity(v: torch.Tensor, steps: int = 6) -> torch.Tensor:
     return u
 
 
+def warp_upsampled(image: torch.Tensor, u: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    """``warp(image, resize_field(u, shape), base)`` in fewer full-resolution passes (same values to float
+    rounding): ``u`` (control-grid voxels) is turned into grid_sample's normalised, channel-flipped units
+    on its own small grid, so that the image-sized work is one trilinear upsampling, one add and the sampling."""
+    shape = tuple(image.shape[2:])
+    if tuple(u.shape[2:]) == shape:
+        return warp(image, u, base=base)
+    scale = torch.tensor([2.0 / max(n - 1, 1) for n in u.shape[2:]], device=u.device, dtype=u.dtype).view(1, 3, 1, 1, 1)
+    normalised = F.interpolate((u * scale).flip(1), size=shape, mode="trilinear", align_corners=True)
+    return F.grid_sample(image, base + normalised.permute(0, 2, 3, 4, 1), mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
 def _smooth_field(v: torch.Tensor, width: int) -> torch.Tensor:
     if width <= 1:
         return v
@@ -148,7 +162,7 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
 
         def step() -> StepOutput:
             displacement, control = realize(v)
-            sims = sim(warp(m, resize_field(displacement, lshape), base=base))
+            sims = sim(warp_upsampled(m, displacement, base))
             # the regulariser acts on the optimised (control) field: its differences per control
             # voxel are the field's derivatives, whatever the control grid's resolution
             loss = (1 - sims["ncc"]) + cfg.ssim_weight * (1 - sims["ssim"]) + cfg.smoothness * smoothness(control, cfg.penalty)
