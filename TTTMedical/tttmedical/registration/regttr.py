@@ -20,6 +20,7 @@ the built-in predictor's rougher field the whole schedule runs, so the coarse le
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import torch
@@ -101,6 +102,31 @@ def exp_velocity(v: torch.Tensor, steps: int = 6) -> torch.Tensor:
     return u
 
 
+@functools.lru_cache(maxsize=32)
+def _interpolation_matrix(n_out: int, n_in: int, device: torch.device) -> torch.Tensor:
+    """``(n_out, n_in)`` linear interpolation with ``align_corners=True`` (end samples coincide)."""
+    position = torch.linspace(0.0, n_in - 1, n_out, dtype=torch.float64)
+    low = position.floor().clamp(0, max(n_in - 2, 0)).long()
+    weight = position - low
+    matrix = torch.zeros(n_out, n_in, dtype=torch.float64)
+    rows = torch.arange(n_out)
+    matrix[rows, low] = 1.0 - weight
+    if n_in > 1:
+        matrix[rows, low + 1] += weight
+    return matrix.float().to(device)
+
+
+def upsample_linear(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """``F.interpolate(x, shape, mode="trilinear", align_corners=True)`` for ``(N, C, D, H, W)`` as three
+    matrix products (one per axis): the same values to float rounding, and on 1 CPU thread about 1.5x
+    faster forward and backward (48^3 -> 96^3, 3 channels: 14 vs 22 ms)."""
+    n, c, d, h, w = x.shape
+    md, mh, mw = (_interpolation_matrix(int(o), int(i), x.device) for o, i in zip(shape, (d, h, w)))
+    x = x @ mw.T                                            # along W
+    x = mh @ x                                              # along H
+    return (md @ x.reshape(n * c, d, -1)).reshape(n, c, *shape)  # along D
+
+
 def warp_upsampled(image: torch.Tensor, u: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
     """``warp(image, resize_field(u, shape), base)`` in fewer full-resolution passes (same values to float
     rounding): ``u`` (control-grid voxels) is turned into grid_sample's normalised, channel-flipped units
@@ -109,7 +135,7 @@ def warp_upsampled(image: torch.Tensor, u: torch.Tensor, base: torch.Tensor) -> 
     if tuple(u.shape[2:]) == shape:
         return warp(image, u, base=base)
     scale = torch.tensor([2.0 / max(n - 1, 1) for n in u.shape[2:]], device=u.device, dtype=u.dtype).view(1, 3, 1, 1, 1)
-    normalised = F.interpolate((u * scale).flip(1), size=shape, mode="trilinear", align_corners=True)
+    normalised = upsample_linear((u * scale).flip(1), shape)
     return F.grid_sample(image, base + normalised.permute(0, 2, 3, 4, 1), mode="bilinear", padding_mode="border",
                          align_corners=True)
 
