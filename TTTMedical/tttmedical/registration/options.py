@@ -33,7 +33,7 @@ SETTINGS = OptionSet(
                                     "as many (default 12 from identity and from the predictor, 5 when refining another tool's field); SSMSR: max "
                                     "training steps per scale (default 150)",
            label="number of iterations", minimum=1, maximum=100000, panel_default=12),
-    Option("lr", float, None, "learning rate (Reg-TTR: voxels per step; default 0.25, 0.05 when refining another tool's field; SSMSR: 0.002)",
+    Option("lr", float, None, "learning rate (Reg-TTR: voxels per step; default 0.25, 0.05 when refining another tool's field; SSMSR: 0.0005)",
            label="learning rate", minimum=0.0, exclusive_minimum=True, maximum=100.0, panel_default=0.25),
     Option("smoothness", float, None, "weight of the diffusion regulariser (default 4.0; lower: sharper, rougher fields)",
            label="smoothness weight", minimum=0.0, maximum=1000.0, panel_default=4.0),
