@@ -64,3 +64,24 @@ def test_busy_cores_reads_the_machine():
     busy = threads.busy_cores(0.05)
     assert busy is None or 0.0 <= busy <= threads.os.cpu_count() + 1e-6
     assert 1 <= threads.physical_cores() <= threads.usable_cores()
+
+
+def test_matrix_upsampling_and_fused_warp_equal_interpolate_and_warp():
+    from tttmedical.core.warp import identity_grid, resize_field, warp
+    from tttmedical.registration.regttr import upsample_linear, warp_upsampled
+
+    torch.manual_seed(0)
+    for src, dst in (((5, 7, 6), (9, 13, 11)), ((4, 4, 4), (4, 4, 4)), ((1, 3, 2), (3, 5, 4))):
+        x = torch.randn(2, 3, *src)
+        expected = F.interpolate(x, size=dst, mode="trilinear", align_corners=True)
+        torch.testing.assert_close(upsample_linear(x, dst), expected, rtol=0, atol=1e-5)
+    image = torch.rand(1, 1, 10, 12, 9)
+    u = (torch.randn(1, 3, 5, 6, 5) * 0.8).requires_grad_(True)
+    v = u.detach().clone().requires_grad_(True)
+    base = identity_grid((10, 12, 9))
+    fused, plain = warp_upsampled(image, u, base), warp(image, resize_field(v, (10, 12, 9)), base=base)
+    torch.testing.assert_close(fused, plain, rtol=0, atol=1e-5)
+    (fused * image).sum().backward()
+    (plain * image).sum().backward()
+    torch.testing.assert_close(u.grad, v.grad, rtol=1e-4, atol=1e-5)
+    assert float((fused.detach() - image).abs().mean()) > 0.01  # the field does move the image
