@@ -56,8 +56,8 @@ SETTINGS = SAMPLING + OptionSet(
     Option("lr", float, None, "learning rate (default per method: 1e-4 whole U-Net, 2e-3 stage 1, 1e-3 stage 2)",
            label="learning rate", minimum=0.0, exclusive_minimum=True, maximum=1.0, panel_default=0.001),
     Option("dc_weight", float, None, "weight of the network output in the final data-consistency step argmin "
-                                     "||Ax - y||^2 + w ||x - f||^2 (default: chosen per slice by self-validation; 0: no "
-                                     "data-consistency step)", label="data-consistency weight", minimum=0.0, maximum=1e6,
+                                     "||Ax - y||^2 + w ||x - f||^2 (default: w and an L1-Haar sparsity weight chosen per slice "
+                                     "by self-validation; 0: no data-consistency step)", label="data-consistency weight", minimum=0.0, maximum=1e6,
            panel_default=0.1),
     Option("coil_maps", str, "calibration", "coil maps when they are not given: calibration (low-resolution "
                                             "autocalibration ratio, torch) or espirit (sigpy, when installed)",

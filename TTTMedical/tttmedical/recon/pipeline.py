@@ -6,10 +6,12 @@ with :mod:`.masks`), then :func:`reconstruct` opens a :class:`~tttmedical.core.r
 loads the backbone (checked before any heavy work), estimates coil maps when none are given
 (:mod:`.coils`), and runs the method on the device (CUDA out-of-memory falls back to the CPU).
 
-Every network output is made data consistent at the end: ``argmin ||A x - y||^2 + w ||x - f||^2``
-with the network output ``f`` as the prior, 15 conjugate-gradient steps on all acquired samples
-and the coil maps, ``w`` picked per slice by self-validation among 0.01 ... 3, the step taken only when it at least
-halves the held-out squared error of ``f`` (:meth:`.problem.SliceProblem.data_consistent`), or ``--dc-weight`` (0: no step).  ``zero`` is
+Every network output is made data consistent at the end: ``argmin ||A x - y||^2 + w ||x - f||^2
++ l s ||W x||_1`` with the network output ``f`` as the prior (``W``: Haar details; ``l = 0``: 15
+conjugate-gradient steps, else 30 FISTA steps) on all acquired samples and the coil maps, ``(w, l)``
+picked per slice by self-validation among :data:`.problem.DC_CANDIDATES` and no step, whichever
+predicts the held-out samples best (:meth:`.problem.SliceProblem.data_consistent`), or
+``--dc-weight`` (CG only; 0: no step).  The choices are in the report (``data_consistency``).  ``zero`` is
 ``A^H y`` (coil-combined zero-filled image).  Outputs (written as a whole only on success):
 ``recon.nii.gz`` and ``zero_filled.nii.gz`` (magnitude, on the input image's grid or 1 mm for bare
 k-space), ``reference.nii.gz`` when a reference exists, ``report.json`` and, on request,
@@ -42,7 +44,7 @@ from .kspace import KSPACE_SUFFIXES, KSpace, bare_geometry, parse_slices, read_k
 from .masks import acceleration_of, make_mask
 from .options import METHOD_DEFAULTS, SETTINGS, SIMULATION, STAGE_DEFAULTS
 from .physics import rss, ifft2c
-from .problem import DC_ITERATIONS, DC_MIN_GAIN, DC_WEIGHTS, make_problem
+from .problem import DC_CANDIDATES, DC_ITERATIONS, DC_SPARSE_ITERATIONS, make_problem
 from .simulate import simulate_kspace
 
 FULLY_SAMPLED = 0.99   # fraction of non-zero (ky, kx) above which k-space counts as fully sampled
@@ -131,9 +133,15 @@ class ReconOptions:
     def label(self) -> str:
         return ",".join(s.label for s in self.specs())
 
-    def consistent(self, problem, image):
-        """``image`` after the data-consistency step with ``dc_weight`` (None: self-validated; 0: none)."""
-        return problem.data_consistent(image, None if self.dc_weight is None else (self.dc_weight or math.inf))
+    def consistent(self, problem, image) -> tuple[torch.Tensor, dict]:
+        """``image`` after the data-consistency step with ``dc_weight`` (None: prior and L1 weights
+        self-validated; 0: none), and the weights used (``weight`` null: no step)."""
+        if self.dc_weight is None:
+            weight, sparsity = problem.dc_choice(image)
+        else:
+            weight, sparsity = (self.dc_weight or math.inf), 0.0
+        return (problem.data_consistent(image, weight, sparsity),
+                {"weight": None if math.isinf(weight) else weight, "sparsity": sparsity})
 
     def validate(self) -> None:
         """One :class:`InputError` sentence for the first bad value or combination."""
@@ -243,15 +251,20 @@ def reconstruct(data: KSpace, outdir: str | Path, options: ReconOptions | None =
         ctx.stage("baseline", 0.0, "Zero-filled and pretrained reconstructions")
         with ctx.timer("baseline"), torch.no_grad():
             zero = [p.zero_filled(p.acquired) for p in problems]
-            pretrained = [_baseline(opts, p, model(z[None])[0]) for p, z in zip(problems, zero)]
+            pretrained, pretrained_dc = zip(*[opts.consistent(p, model(z[None])[0]) for p, z in zip(problems, zero)])
         runs = []
         for n, spec in enumerate(specs):
             t0 = time.perf_counter()
             with ctx.timer("adapt"):
                 part = (lambda f, text, **kw: ctx.stage("adapt", (n + f) / len(specs), f"[{spec.label}] {text}", **kw))
-                images, validation, per_slice = _adapt(model, problems, zero, pretrained, spec, opts, part)
+                if spec.method in ("zero", "pretrained"):
+                    images, validation, per_slice = (zero if spec.method == "zero" else pretrained), None, []
+                    steps = [] if spec.method == "zero" else list(pretrained_dc)
+                else:
+                    images, validation, per_slice = _adapt(model, problems, spec, opts, part)
+                    images, steps = (list(v) for v in zip(*[opts.consistent(p, x) for p, x in zip(problems, images)]))
             runs.append({"spec": spec, "images": images, "validation": validation, "per_slice_s": per_slice,
-                         "adapt_s": time.perf_counter() - t0})
+                         "adapt_s": time.perf_counter() - t0, "data_consistency": steps})
         return {"zero": zero, "pretrained": pretrained, "runs": runs}
 
     specs = opts.specs()
@@ -265,7 +278,8 @@ def reconstruct(data: KSpace, outdir: str | Path, options: ReconOptions | None =
     runs = [{"label": r["spec"].label, "file": r["spec"].file_name if opts.compare else "recon.nii.gz",
              "metrics": evaluate(image), "adapt_s": r["adapt_s"], "per_slice_s": r["per_slice_s"],
              "seconds_per_slice": float(np.mean(r["per_slice_s"])) if r["per_slice_s"] else 0.0,
-             "self_validation": r["validation"]} for r, image in zip(out["runs"], recons)]
+             "self_validation": r["validation"], "data_consistency": r["data_consistency"]}
+            for r, image in zip(out["runs"], recons)]
     first = runs[0]
     fields = {"metrics": first["metrics"], "baseline_zero": evaluate(zero), "baseline_pretrained": evaluate(pretrained)}
     if opts.compare:
@@ -276,11 +290,14 @@ def reconstruct(data: KSpace, outdir: str | Path, options: ReconOptions | None =
                         kspace={"shape_slices_coils_ky_kx": list(data.data.shape), "acceleration": acceleration_of(data.mask),
                                 "coil_maps": "given by the simulation" if data.maps is not None else opts.coil_maps},
                         parameters=dataclasses.asdict(opts), weights=weights, **fields,
-                        self_validation=first["self_validation"], data_consistency="every network output f: argmin ||A x - y||^2 + w ||x - f||^2 by "
-                        f"{DC_ITERATIONS} CG steps on all acquired samples, w = "
-                        + (f"{opts.dc_weight}" if opts.dc_weight is not None else f"per slice by self-validation among "
-                           f"{list(DC_WEIGHTS)}, taken only when it divides the held-out squared error by >= {DC_MIN_GAIN} "
-                           "(on slices where the pretrained output needed it: whenever it lowers that error)"))
+                        self_validation=first["self_validation"], data_consistency={
+                            "rule": "every network output f: argmin ||A x - y||^2 + w ||x - f||^2 + l s ||Haar details of x||_1 "
+                                    f"on all acquired samples ({DC_ITERATIONS} CG steps when l = 0, else {DC_SPARSE_ITERATIONS} FISTA "
+                                    "steps; s = the zero-filled image's maximum); "
+                                    + (f"w = {opts.dc_weight}, l = 0" if opts.dc_weight is not None else
+                                       f"(w, l) per slice by self-validation among {[list(c) for c in DC_CANDIDATES]} and no step, "
+                                       "whichever predicts the held-out samples best"),
+                            "per_slice": first["data_consistency"]})
     report["timings"]["adapt_s"] = report["timings"].get("adapt_s", 0.0)
     report["timings"]["per_slice_s"] = first["per_slice_s"]
     report["timings"]["seconds_per_slice"] = first["seconds_per_slice"]
@@ -307,26 +324,10 @@ def reconstruct(data: KSpace, outdir: str | Path, options: ReconOptions | None =
     return report
 
 
-def _baseline(opts: ReconOptions, problem, image):
-    """The pretrained output made consistent; when the self-validated step was needed for it (the slice
-    is out of the backbone's distribution) every later output of the slice gets the step too
-    (``problem.dc_min_gain = 1``: see :mod:`.problem`)."""
-    if opts.dc_weight is not None:
-        return opts.consistent(problem, image)
-    weight = problem.dc_weight(image)
-    if math.isfinite(weight):
-        problem.dc_min_gain = 1.0
-    return problem.data_consistent(image, weight)
-
-
-def _adapt(net, problems, zero, pretrained, spec: MethodSpec, opts: ReconOptions, stage):
-    """The method's images (data consistent), self-validation record and seconds per slice;
-    ``stage(fraction, text, loss=...)`` reports progress."""
+def _adapt(net, problems, spec: MethodSpec, opts: ReconOptions, stage):
+    """The adapted network outputs (before data consistency), self-validation record and seconds of
+    adaptation per slice; ``stage(fraction, text, loss=...)`` reports progress."""
     n = len(problems)
-    if spec.method == "zero":
-        return zero, None, []
-    if spec.method == "pretrained":
-        return pretrained, None, []
     if not spec.staged:
         its, lr = opts.schedule(spec, "backbone")
         images, curves, per_slice = [], [], []
@@ -335,7 +336,7 @@ def _adapt(net, problems, zero, pretrained, spec: MethodSpec, opts: ReconOptions
             cb = lambda i, m, v, s=s: stage((s + (i + 1) / (m + 1)) / n, f"slice {s + 1}/{n}: step {i}/{m}", loss=v)
             with torch.enable_grad():
                 r = tta.adapt_backbone(net, p, spec.method, its, lr, opts.seed + s, cb)
-            images.append(opts.consistent(p, r.image))
+            images.append(r.image)
             curves.append(_curve_record(r.curve, r.best_step, r.stopped))
             per_slice.append(time.perf_counter() - t0)
         return images, {"backbone": curves, "iterations": its, "lr": lr}, per_slice
@@ -369,7 +370,7 @@ def _adapt(net, problems, zero, pretrained, spec: MethodSpec, opts: ReconOptions
             records.append(_curve_record(r2.curve, r2.best_step, r2.stopped))
             per_slice[s] += time.perf_counter() - t1
         validation["sst"] = {"slices": records, "iterations": its, "lr": lr}
-    return [opts.consistent(p, x) for p, x in zip(problems, images)], validation, per_slice
+    return images, validation, per_slice
 
 
 def _curve_record(curve: list, best_step: int, stopped: str) -> dict:
