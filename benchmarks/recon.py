@@ -294,9 +294,12 @@ def markdown(doc: dict) -> str:
         lines += ["## Goals of issue 8 (anatomy shift)", "", H.table(["Goal", "Value", "Met"],
                   [[g["goal"], g["value"], "yes" if g["met"] else "**no**"] for g in doc["goals"]], numeric=False), ""]
     lines += ["## Notes", "",
-              "- Every network output f is made data consistent: argmin ||Ax - y||² + w ||x - f||² (15 CG steps, all "
-              "acquired samples, the coil maps), w per slice by self-validation among 0.01 ... 3, the step taken only when it at least halves the held-out squared error of f; 5 % of the "
-              "acquired samples outside the calibration box are held out for self-validation in every adapted method.",
+              "- Every network output f (pretrained and adapted alike) is made data consistent: argmin ||Ax - y||² + "
+              "w ||x - f||² + l s ||Haar details of x||₁ on all acquired samples with the coil maps (CG when l = 0, else 30 "
+              "FISTA steps from f; s the zero-filled maximum), (w, l) per slice by self-validation among the engine's "
+              "candidates (tttmedical.recon.problem.DC_CANDIDATES) and no step, whichever predicts the held-out samples "
+              "best; 5 % of the acquired samples outside the calibration box are held out for self-validation in every "
+              "adapted method. pretrained-nodc: the network output without this step.",
               "- Whole-backbone methods adapt all U-Net weights per slice; D2SA stages freeze the backbone and adapt the "
               "INR/FiLM (stage 1, all slices together) and difference-convolution branches (stage 2, per slice) on cached "
               "activations.",

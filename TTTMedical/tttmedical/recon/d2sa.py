@@ -13,7 +13,8 @@ the same input + ``INR_WEIGHT`` x relative-L1 k-space consistency of the INR ima
 samples) + ``LATENT_WEIGHT`` x mean squared latent.
 
 Why the anchor (not in the reference): every k-space loss and the held-out check see only acquired
-samples, and only where the coil maps are non-zero.  A modulation of the features changes the whole
+samples, and only where the coil maps are non-zero (the figures in this docstring were measured with
+the earlier L2-only data-consistency step, see :mod:`.problem`).  A modulation of the features changes the whole
 image, so without an anchor it also rewrites what no measurement constrains -- the unacquired
 k-space lines and the background outside estimated maps -- while the self-validation error still
 falls.  Measured on the ``recon-brain`` k-space sample (T2 phantom, 4x, maps from the calibration

@@ -49,7 +49,7 @@ __all__ = ["SliceProblem", "make_problem", "ssdu_split", "n2n_mask", "relative_l
 
 VALIDATION_FRACTION = 0.05
 SSDU_WIDTH = 0.35   # SSDU's loss set: density exp(-r^2 / 2 w^2), r the normalised distance from the k-space centre
-DC_WEIGHTS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)   # prior weights against A^H A (eigenvalues in [0, 1]): scale-free
+DC_WEIGHTS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)   # prior weights against A^H A (eigenvalues in [0, 1]): scale-free
 DC_ITERATIONS = 15
 DC_SPARSE_ITERATIONS = 30   # FISTA from the network output; measured: 30 steps as good as 60 or better (2 domains x 2 slices)
 # (prior weight, L1-Haar weight relative to the zero-filled image's maximum)
