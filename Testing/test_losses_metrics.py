@@ -125,3 +125,23 @@ def test_label_maps_must_hold_whole_numbers():
     assert M.label_metrics(a, a, (1.0, 1.0, 1.0))["dice"] == 1.0
     with pytest.raises(ValueError, match="whole numbers"):
         M.dice_per_label(a * 0.5, a)
+
+
+def test_hd95_on_the_union_box_equals_hd95_on_the_whole_grid():
+    """hd95_per_label measures inside the labels' bounding box: pinned against the whole-grid
+    computation for a label touching the grid border and one well inside, anisotropic spacing."""
+    rng = np.random.default_rng(3)
+    a = np.zeros((20, 24, 28), np.uint8)
+    b = np.zeros_like(a)
+    a[0:6, 3:12, 5:15] = 1
+    b[0:5, 4:13, 7:16] = 1          # touches the k = 0 border like a
+    a[10:17, 12:20, 14:25] = 2
+    b[11:18, 13:21, 12:24] = 2
+    b[12:14, 14:16, 20:22] = 0      # a hole: an inner surface
+    a[rng.random(a.shape) < 0.01] = 0
+    spacing = (0.8, 1.0, 2.5)
+    sampling = tuple(reversed(spacing))
+    for lab in (1, 2):
+        x, y = a == lab, b == lab
+        whole = np.percentile(np.concatenate([M._surface_distances(x, y, sampling), M._surface_distances(y, x, sampling)]), 95)
+        assert M.hd95_per_label(a, b, spacing)[lab] == pytest.approx(float(whole), abs=1e-12)

@@ -55,6 +55,15 @@ def _surface_distances(x: np.ndarray, y: np.ndarray, sampling) -> np.ndarray:
     return dist_to_y[surf_x]
 
 
+def _crop_to_union(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` cropped to the bounding box of ``x | y``.  Both surfaces and every distance
+    between them are unchanged (the erosion treats the box's outside as background, which it is:
+    a voxel on the box's face has a background neighbour beyond it in the whole grid too), and the
+    distance transforms run on the box instead of the whole grid."""
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(x | y))
+    return x[box], y[box]
+
+
 def grid_diagonal_mm(shape, spacing) -> float:
     """Distance in mm between the centres of two opposite corner voxels of a ``[k, j, i]`` grid.
 
@@ -81,6 +90,7 @@ def hd95_per_label(a: np.ndarray, b: np.ndarray, spacing=(1.0, 1.0, 1.0), labels
         elif not x.any() or not y.any():
             out[lab] = float(missing)
         else:
+            x, y = _crop_to_union(x, y)
             d = np.concatenate([_surface_distances(x, y, sampling), _surface_distances(y, x, sampling)])
             out[lab] = float(np.percentile(d, 95))
     return out
