@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .volume import Volume
 
 
-def _scale(shape: tuple[int, ...], device, dtype) -> torch.Tensor:
+def normalised_scale(shape: tuple[int, ...], device, dtype) -> torch.Tensor:
     """Per-channel factor converting voxel displacements to grid_sample's normalised units."""
     return torch.tensor([2.0 / max(n - 1, 1) for n in shape], device=device, dtype=dtype).view(1, 3, 1, 1, 1)
 
@@ -39,7 +39,7 @@ def sampling_grid(u: torch.Tensor, base: torch.Tensor | None = None) -> torch.Te
     shape = tuple(u.shape[2:])
     if base is None:
         base = identity_grid(shape, u.device, u.dtype)
-    norm = u * _scale(shape, u.device, u.dtype)
+    norm = u * normalised_scale(shape, u.device, u.dtype)
     return base + norm.permute(0, 2, 3, 4, 1).flip(-1)
 
 

@@ -30,7 +30,7 @@ from ..core.adam import Adam
 from ..core.losses import LocalSimilarity, box_mean, smoothness
 from ..core.optimize import LoopSettings, StepOutput, optimize
 from ..core.pyramid import auto_levels, build_pyramid, level_shape
-from ..core.warp import compose, identity_grid, resize_field, warp
+from ..core.warp import compose, identity_grid, normalised_scale, resize_field, warp
 
 
 @dataclasses.dataclass
@@ -134,8 +134,7 @@ def warp_upsampled(image: torch.Tensor, u: torch.Tensor, base: torch.Tensor) -> 
     shape = tuple(image.shape[2:])
     if tuple(u.shape[2:]) == shape:
         return warp(image, u, base=base)
-    scale = torch.tensor([2.0 / max(n - 1, 1) for n in u.shape[2:]], device=u.device, dtype=u.dtype).view(1, 3, 1, 1, 1)
-    normalised = upsample_linear((u * scale).flip(1), shape)
+    normalised = upsample_linear((u * normalised_scale(tuple(u.shape[2:]), u.device, u.dtype)).flip(1), shape)
     return F.grid_sample(image, base + normalised.permute(0, 2, 3, 4, 1), mode="bilinear", padding_mode="border",
                          align_corners=True)
 
