@@ -37,6 +37,7 @@ of the best L2-only candidate and never below the network output).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -82,7 +83,7 @@ class SliceProblem:
     def data_consistent(self, image: torch.Tensor, weight: float | None = None, sparsity: float = 0.0) -> torch.Tensor:
         """The data-consistency step on all acquired samples with ``image`` as the prior:
         ``argmin_x ||M F S x - y||^2 + weight ||x - image||^2 + sparsity s ||W x||_1`` (``s`` =
-        :meth:`scale`, ``W`` Haar details): conjugate gradients (:func:`.physics.sense_cg`) without
+        :attr:`scale`, ``W`` Haar details): conjugate gradients (:func:`.physics.sense_cg`) without
         the L1 term, FISTA (:func:`.physics.sparse_dc`) with it; both start from ``image`` and use the
         coil sensitivities.  ``weight=None`` picks both by self-validation (:meth:`dc_choice`);
         ``weight=inf`` returns ``image`` unchanged."""
@@ -94,11 +95,13 @@ class SliceProblem:
         if math.isinf(weight):
             return image.detach()
         if sparsity > 0:
-            return P.sparse_dc(self.y, self.maps, mask, image.detach(), weight, sparsity * self.scale(), DC_SPARSE_ITERATIONS)
+            return P.sparse_dc(self.y, self.maps, mask, image.detach(), weight, sparsity * self.scale, DC_SPARSE_ITERATIONS)
         return P.sense_cg(self.y, self.maps, mask, DC_ITERATIONS, weight, prior=image.detach())
 
+    @functools.cached_property
     def scale(self) -> float:
-        """The largest magnitude of the zero-filled image of all acquired samples (the L1 weights' unit)."""
+        """The largest magnitude of the zero-filled image of all acquired samples (the L1 weights' unit;
+        computed once per slice, not once per candidate step)."""
         return float(self.zero_filled(self.acquired).abs().max())
 
     @torch.no_grad()
