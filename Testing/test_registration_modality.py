@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tttmedical.core.volume import Volume
-from tttmedical.registration.ct_phantom import PHANTOM_HU, attenuation
+from tttmedical.data.ct_phantom import PHANTOM_HU, attenuation
 from tttmedical.registration.pipeline import RegisterOptions, read_inputs, register
 
 

@@ -12,7 +12,7 @@ new deformation families used to tune the defaults of issue 9 (``mni-swirl``, ``
   ``demons+regttr``: the field is written to a file and given as ``init``; time = the refinement);
 * the Dice/SDlogJ curve of Reg-TTR over the smoothness weight on the tuning pairs (``--no-curve``);
 * the ``--modality`` presets on CT-like versions of the phantom pairs (the tissue labels turned into
-  Hounsfield values with noise, :mod:`tttmedical.registration.ct_phantom`; synthetic, no real 3D CT
+  Hounsfield values with noise, :mod:`tttmedical.data.ct_phantom`; synthetic, no real 3D CT
   ships offline): Reg-TTR with ``--modality mri`` and ``ct`` (``--no-modality``);
 * the busy-machine timings: Reg-TTR (the engine's thread policy, 2 and 1 threads) and demons (2 and
   1 ITK threads) alone and beside one competing CPU-bound process (``--no-contention``).
@@ -606,9 +606,9 @@ MODALITY_NOISE_HU = 30.0   # CT quantum noise of the CT-like pairs (about a rout
 
 def modality_presets(pairs: dict, settings: Settings, workdir: Path, log) -> list[dict]:
     """Reg-TTR with each ``--modality`` preset (mri, ct) on CT-like versions of the phantom ``pairs``
-    (both images from their label maps: :func:`tttmedical.registration.ct_phantom.attenuation`, own noise
+    (both images from their label maps: :func:`tttmedical.data.ct_phantom.attenuation`, own noise
     seed per image); Dice, SDlogJ, folding and time per pair and preset."""
-    from tttmedical.registration.ct_phantom import attenuation
+    from tttmedical.data.ct_phantom import attenuation
     from tttmedical.registration.pipeline import RegisterOptions
 
     rows = []
@@ -730,10 +730,14 @@ def markdown(doc: dict) -> str:
                   f"({', '.join(doc['curve_pairs'])}; the held-out family is not used). The default weight is "
                   f"{doc['default_smoothness']:g}.", "", curve_table(doc["curve"]), ""]
     if doc.get("modality"):
+        from tttmedical.data.ct_phantom import PHANTOM_HU
+        from tttmedical.data.phantom import PHANTOM_LABELS
+
+        tissues = ", ".join(f"{PHANTOM_LABELS[k]} {v:g}" for k, v in PHANTOM_HU.items())
         lines += ["## Modality presets (CT-like phantom pairs)", "", "Both images of each phantom pair rebuilt from their "
-                  "tissue labels as contrast-enhanced CT (air -1000, fat -100, myocardium 100, blood 180, liver 110 HU, "
+                  f"tissue labels as contrast-enhanced CT ({tissues} HU, "
                   f"Gaussian blur 0.7 voxel, {doc['modality_noise_hu']:g} HU white noise; synthetic: "
-                  "`tttmedical.registration.ct_phantom`), registered by Reg-TTR from identity with each preset: `mri` = "
+                  "`tttmedical.data.ct_phantom`), registered by Reg-TTR from identity with each preset: `mri` = "
                   "0.5-99.5 percentiles; `ct` = soft-tissue window (-160..240 HU) and a Gaussian low-pass of 1 voxel.", "",
                   modality_table(doc["modality"]), ""]
     if doc.get("contention"):

@@ -3,7 +3,7 @@
 Each preset maps intensities to [0, 1] (:class:`tttmedical.core.volume.IntensityMapping`) and may then
 low-pass both images (a Gaussian of ``denoise_sigma`` voxels, per array axis ``[k, j, i]``) so that the
 local similarity follows anatomy rather than noise.  Measured (Reg-TTR, mean label Dice; the CT-like
-pairs of :mod:`.ct_phantom` at 20 / 40 HU noise, built from the phantom-pair and phantom-sliding labels):
+pairs of :mod:`tttmedical.data.ct_phantom` at 20 / 40 HU noise, built from the phantom-pair and phantom-sliding labels):
 
 * ``ct``: soft-tissue window (-160..240 HU, clipped) + Gaussian sigma 1 voxel.  Against the MRI
   percentile mapping 0.765 -> 0.854 (phantom-pair, 20 HU); the window alone 0.788, the window plus

@@ -1,6 +1,6 @@
 """A synthetic CT-like attenuation volume from a tissue label map (no real 3D CT ships offline).
 
-Used to measure the ``--modality ct`` preset (:mod:`.modality`) on the phantom pairs: each tissue of
+Used to measure the ``--modality ct`` preset (:mod:`tttmedical.registration.modality`) on the phantom pairs: each tissue of
 :data:`tttmedical.data.phantom.PHANTOM_LABELS` gets a typical contrast-enhanced (portal venous)
 Hounsfield value, the map is blurred by a Gaussian of ``blur`` voxels (partial volume) and white
 Gaussian noise of ``noise_hu`` HU is added (CT quantum noise).  Arrays ``[k, j, i]``, HU float32.
