@@ -5,8 +5,8 @@ import torch
 
 from engine_helpers import rotation
 from tttmedical.core.volume import Volume
-from tttmedical.core.warp import (compose, field_volume, jacobian_determinant, linear_to_voxel_field,
-                                  mm_to_voxels, resize_field, voxels_to_mm, warp)
+from tttmedical.core.warp import (compose, field_volume, folded_voxels, jacobian_determinant, jacobian_determinant_tensor,
+                                  linear_to_voxel_field, mm_to_voxels, resize_field, voxels_to_mm, warp)
 
 
 def _ramp(shape=(9, 10, 11)):
@@ -46,6 +46,16 @@ def test_jacobian_of_scaling_and_folding():
     np.testing.assert_allclose(jacobian_determinant(u), 1.1 * 0.8, atol=1e-6)
     fold = np.stack([-2.0 * k, 0 * j, 0 * i])
     assert (jacobian_determinant(fold) < 0).all()
+
+
+def test_jacobian_tensor_matches_numpy_gradient_and_counts_folds():
+    u = np.random.default_rng(0).normal(0.0, 0.6, (3, 10, 11, 12))
+    grads = [np.gradient(u[c], axis=(0, 1, 2)) for c in range(3)]  # the definition, written out
+    jac = np.linalg.det(np.stack([np.stack([grads[c][a] + (a == c) for a in range(3)], -1) for c in range(3)], -2))
+    tensor = torch.from_numpy(u)
+    np.testing.assert_allclose(jacobian_determinant_tensor(tensor).numpy(), jac, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(jacobian_determinant(u), jac, rtol=1e-5, atol=1e-5)
+    assert folded_voxels(tensor[None]) == int((jac <= 0).sum()) > 0
 
 
 def test_mm_conversion_matches_itk_on_an_oblique_anisotropic_grid():

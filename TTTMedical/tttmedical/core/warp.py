@@ -70,25 +70,33 @@ def resize_field(u: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     return out * factor.view(1, 3, 1, 1, 1)
 
 
-def jacobian_determinant(u: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Jacobian determinant of ``x -> x + u(x)`` for ``u`` (3, D, H, W) or (1, 3, D, H, W) in voxels.
+def jacobian_determinant_tensor(u: torch.Tensor) -> torch.Tensor:
+    """Jacobian determinant of ``x -> x + u(x)`` for ``u`` (3, D, H, W) or (1, 3, D, H, W) in voxels, as a
+    tensor (D, H, W) of ``u``'s dtype and device; differentiable (pass float64 for exact signs near 0).
 
-    Central differences inside, one-sided at the borders (numpy.gradient).  Because displacement
-    and derivative share voxel units, the determinant equals that of the physical mapping.
+    Central differences inside, one-sided at the borders (``torch.gradient``, as ``numpy.gradient``).
+    Because displacement and derivative share voxel units, the determinant equals that of the
+    physical mapping.
     """
-    if isinstance(u, torch.Tensor):
-        u = u.detach().cpu().numpy()
-    u = np.asarray(u, dtype=np.float64)
     if u.ndim == 5:
         u = u[0]
-    grads = [np.gradient(u[c], axis=(0, 1, 2)) for c in range(3)]  # grads[c][a] = d u_c / d x_a
+    grads = [torch.gradient(u[c], dim=(0, 1, 2)) for c in range(3)]  # grads[c][a] = d u_c / d x_a
     j = [[grads[c][a] + (1.0 if a == c else 0.0) for a in range(3)] for c in range(3)]
-    det = (
-        j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1])
-        - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
-        + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0])
-    )
-    return det.astype(np.float32)
+    return (j[0][0] * (j[1][1] * j[2][2] - j[1][2] * j[2][1])
+            - j[0][1] * (j[1][0] * j[2][2] - j[1][2] * j[2][0])
+            + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0]))
+
+
+def jacobian_determinant(u: np.ndarray | torch.Tensor) -> np.ndarray:
+    """:func:`jacobian_determinant_tensor` as a float32 numpy array (D, H, W), for metrics and files."""
+    t = u.detach() if isinstance(u, torch.Tensor) else torch.from_numpy(np.asarray(u, dtype=np.float64))
+    return jacobian_determinant_tensor(t.double()).cpu().numpy().astype(np.float32)
+
+
+def folded_voxels(u: torch.Tensor) -> int:
+    """Number of voxels where the Jacobian determinant of ``x -> x + u(x)`` is <= 0 (``u`` in voxels)."""
+    with torch.no_grad():
+        return int((jacobian_determinant_tensor(u.double()) <= 0).sum())
 
 
 def voxels_to_mm(u: np.ndarray | torch.Tensor, grid: Volume) -> np.ndarray:
