@@ -6,7 +6,7 @@ from scipy import ndimage
 
 from tttmedical.core import metrics as M
 from tttmedical.core.volume import Volume, normalize
-from tttmedical.core.warp import jacobian_determinant, resize_field, warp
+from tttmedical.core.warp import compose, folded_voxels, jacobian_determinant, resize_field, warp
 from tttmedical.registration import regttr, ssmsr
 from tttmedical.registration.pipeline import read_inputs
 
@@ -60,6 +60,40 @@ def test_regttr_refinement_improves_a_rough_initial_field(mni_small):
     assert best["ncc"] > refined.loss_curve[0]["ncc"]
     # a diffeomorphic increment composed with the start: no folding is added
     assert M.folding_percent(jacobian_determinant(refined.field)) <= M.folding_percent(jacobian_determinant(start))
+
+
+def _waves(amplitude: float, shape=(24, 24, 24), period: float = 12.0, phase: float = 0.0) -> torch.Tensor:
+    """A displacement along axis 0 only, ``amplitude * sin(2 pi (k - phase) / period)`` (voxels)."""
+    k = torch.arange(shape[0], dtype=torch.float32).view(-1, 1, 1).expand(shape)
+    u = torch.zeros((1, 3) + shape)
+    u[0, 0] = amplitude * torch.sin(2 * np.pi * (k - phase) / period)
+    return u
+
+
+def test_refining_a_folded_field_never_adds_folded_voxels():
+    outer = _waves(3.0)   # det J = 1 + 1.57 cos(.): folded slabs around k = 6, 18
+    allowed = folded_voxels(outer)
+    assert allowed > 0
+    # an increment contracting towards the folded slabs carries more voxels into them: it is cut back
+    contract = _waves(-1.5, phase=6.0)
+    assert folded_voxels(compose(contract, outer)) > allowed
+    u, kept = regttr._compose_without_new_folds(lambda t: t * contract, outer)
+    assert 0.0 < kept < 1.0 and folded_voxels(u) <= allowed   # part of it is kept
+    # an expanding one empties them: kept whole
+    u, kept = regttr._compose_without_new_folds(lambda t: -t * contract, outer)
+    assert kept == 1.0 and folded_voxels(u) < allowed
+
+
+def test_fold_penalty_removes_most_folds_of_a_directly_refined_field(phantom_small):
+    from tttmedical.registration.predictor import Predictor
+
+    inputs, f, m = _pair_tensors(phantom_small)
+    start = Predictor.load(None, None, torch.device("cpu")).predict(f, m)   # folds on this pair
+    without = regttr.refine(f, m, start, regttr.RegTTRConfig(fold_weight=0.0)).field
+    default = regttr.refine(f, m, start, regttr.RegTTRConfig()).field
+    assert regttr.RegTTRConfig().fold_weight > 0
+    assert folded_voxels(default) < folded_voxels(without) / 2, (folded_voxels(default), folded_voxels(without))
+    assert _dice(inputs, default) > _dice(inputs, start) + 0.03
 
 
 def test_ssmsr_improves_over_its_coarsest_scale(mni_small):

@@ -229,6 +229,9 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
                     cfg = regttr.RegTTRConfig.refinement(**overrides)
                 result = regttr.refine(f, m, u0, cfg, ctx.stage_callback("refine"))
                 field, curve = result.field, result.loss_curve
+                if result.increment_kept < 1.0:
+                    ctx.log(f"The initial transform folds; {result.increment_kept:.0%} of the refinement was kept "
+                            "so that the result folds no more than it does")
             else:
                 if "iterations" in overrides:
                     overrides["steps"] = overrides.pop("iterations")
@@ -255,6 +258,7 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
         parameters={**dataclasses.asdict(opts), **({"config": dataclasses.asdict(cfg)} if cfg is not None else {})},
         weights=predictor.describe() if predictor is not None else None,
         **({"predictor_start": start} if start else {}),
+        **({"increment_kept": result.increment_kept} if isinstance(result, regttr.RegTTRResult) and cfg.compose_init else {}),
         metrics=metrics,
         loss_curve=curve,
     )
