@@ -227,6 +227,7 @@ def run_ours(pair: Pair, settings: Settings, workdir: Path, method: str, weights
     _check_grid((image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()), pair, method)
     extra = {"init_s": timings["init_s"], "refine_s": timings["refine_s"], "engine_total_s": timings["total_s"],
              "call_s": call_s, "iterations": len(report.get("loss_curve") or []),
+             "evaluations_per_level": _evaluations_per_level(report.get("loss_curve") or []),
              "config": report["parameters"].get("config"), "output_dir": str(outdir)}
     if report.get("weights"):  # the engine's report names the predictor weights it loaded and their checksum
         extra["weights"] = report["weights"].get("weights")
@@ -234,6 +235,15 @@ def run_ours(pair: Pair, settings: Settings, workdir: Path, method: str, weights
     if "scale_losses" in report:
         extra["scale_losses"] = report["scale_losses"]
     return Run(field, timings["init_s"] + timings["refine_s"], extra)
+
+
+def _evaluations_per_level(curve: list[dict]) -> dict[str, int]:
+    """Loss evaluations of each Reg-TTR level (``"1"`` = the coarsest), from the report's loss curve."""
+    counts: dict[str, int] = {}
+    for entry in curve:
+        if "level" in entry:
+            counts[str(entry["level"])] = counts.get(str(entry["level"]), 0) + 1
+    return counts
 
 
 def run_refine(pair: Pair, settings: Settings, workdir: Path, method: str, fields=None, **_) -> Run:
@@ -534,9 +544,13 @@ def _ok(res: dict, key: str) -> bool:
     return key in res and res[key].get("status") == "ok"
 
 
-def goals(all_results: dict) -> list[dict]:
-    """The goals of issue 9, checked per pair."""
+def goals(all_results: dict, step: dict | None = None) -> list[dict]:
+    """The goals of issue 9, checked per pair (and the iteration cost on its synthetic pair)."""
     out = []
+    if step:
+        out.append({"pair": "×".join(map(str, step["shape_kji"])) + " synthetic", "goal": "Full-resolution iteration <= 0.15 s (median)",
+                    "value": f"{step['median_s']:.3f} s (best {step['min_s']:.3f} s), {step['threads']} thread(s)",
+                    "met": step["median_s"] <= 0.15})
     for pair_name, res in all_results.items():
         if _ok(res, "regttr"):
             ours = res["regttr"]
@@ -568,6 +582,49 @@ def goals(all_results: dict) -> list[dict]:
             out.append({"pair": pair_name, "goal": "Predictor + refinement Dice >= Reg-TTR from identity",
                         "value": f"{res['regttr-pred']['dice']:.3f} vs {res['regttr']['dice']:.3f}",
                         "met": res["regttr-pred"]["dice"] >= res["regttr"]["dice"] - 1e-3})
+    return out
+
+
+def early_stop_table(all_results: dict) -> str:
+    """Loss evaluations per level of Reg-TTR from identity against the most the schedule allows
+    (``iterations x 2^(levels below) + 1``): a level that ends early stopped after ``patience``
+    non-improving iterations."""
+    rows = []
+    for pair_name, res in all_results.items():
+        for key in ("regttr", "regttr-pred"):
+            if not _ok(res, key) or not res[key]["extra"].get("evaluations_per_level"):
+                continue
+            extra = res[key]["extra"]
+            counts, config = extra["evaluations_per_level"], extra["config"]
+            levels = len(counts)
+            cells = [f"{counts[str(level)]} / {config['iterations'] * 2 ** (levels - level) + 1}" for level in range(1, levels + 1)]
+            rows.append([pair_name, METHODS[key][0], " · ".join(cells), f"{extra['refine_s']:.2f}"])
+    return H.table(["Pair", "Method", "Evaluations used / allowed, coarse to fine", "refine_s"], rows, numeric=False)
+
+
+STEP_SHAPE = (96, 96, 96)
+
+
+def step_cost(repeats: int, log) -> dict:
+    """Seconds per Reg-TTR iteration at full resolution on a ``STEP_SHAPE`` pair (smooth random images), with the
+    engine's default configuration on one level (forward, backward and Adam step): the time between two
+    progress callbacks of :func:`tttmedical.registration.regttr.refine`, the first 3 left out."""
+    import numpy as np
+    import torch
+
+    from tttmedical.registration.regttr import RegTTRConfig, refine
+
+    generator = torch.Generator().manual_seed(0)
+    images = [torch.rand((1, 1) + tuple(n // 8 for n in STEP_SHAPE), generator=generator) for _ in range(2)]
+    fixed, moving = (torch.nn.functional.interpolate(x, size=STEP_SHAPE, mode="trilinear", align_corners=True) for x in images)
+    stamps: list[float] = []
+    config = RegTTRConfig(levels=1, iterations=repeats + 3, patience=repeats + 10, min_delta=0.0, lr=0.01)
+    refine(fixed, moving, None, config, callback=lambda *_: stamps.append(time.perf_counter()))
+    steps = np.diff(stamps[:repeats + 4])[3:]
+    out = {"shape_kji": list(STEP_SHAPE), "threads": torch.get_num_threads(), "min_s": float(steps.min()),
+           "median_s": float(np.median(steps)), "repeats": int(len(steps))}
+    log(f"step cost: {'x'.join(map(str, STEP_SHAPE))}, {out['threads']} thread(s): min {out['min_s']:.3f} s, "
+        f"median {out['median_s']:.3f} s over {out['repeats']} iterations")
     return out
 
 
@@ -725,6 +782,17 @@ def markdown(doc: dict) -> str:
         lines += ["## Refining the peers' results", "", "Each peer's dense field is the initial transform of Reg-TTR "
                   "(`tttmedical register --init field.nii.gz`: Reg-TTR's refinement setting, see the notes).",
                   "", refined, ""]
+    early = early_stop_table(doc["results"])
+    if early:
+        lines += ["## Early stop per level", "", "Reg-TTR's loss evaluations per pyramid level against the most its "
+                  "schedule allows; a level that ends early stopped after `patience` evaluations without a relative "
+                  "improvement of `min_delta` (the config is in the JSON).", "", early, ""]
+    if doc.get("step"):
+        st = doc["step"]
+        lines += ["## Cost of one full-resolution iteration", "", f"Reg-TTR's default step (control grid at half "
+                  f"resolution, scaling and squaring, warp, NCC + SSIM, backward, Adam) on a "
+                  f"{'×'.join(map(str, st['shape_kji']))} pair, {st['threads']} thread(s): **{st['min_s']:.3f} s** at best, "
+                  f"**{st['median_s']:.3f} s** median over {st['repeats']} iterations (goal <= 0.15 s).", ""]
     if doc.get("curve"):
         lines += ["## Dice vs SDlogJ over the smoothness weight", "", f"Reg-TTR from identity, mean over the tuning pairs "
                   f"({', '.join(doc['curve_pairs'])}; the held-out family is not used). The default weight is "
@@ -917,6 +985,7 @@ def main(argv=None) -> int:
     ct_pairs = [name for name in loaded if name.startswith("phantom")]
     if not args.no_modality and "regttr" in args.methods and ct_pairs:
         modality_rows = modality_presets({name: loaded[name] for name in ct_pairs}, settings, workdir, log)
+    step = step_cost(8 if args.quick else 15, log) if "regttr" in args.methods else None
     rows = []
     if not args.no_contention and "regttr" in args.methods and "demons" in args.methods:
         name = args.contention_pair if args.contention_pair in loaded else next(iter(loaded))
@@ -944,7 +1013,8 @@ def main(argv=None) -> int:
         modality_noise_hu=MODALITY_NOISE_HU,
         contention=rows,
         contention_pair=args.contention_pair,
-        goals=goals(all_results),
+        step=step,
+        goals=goals(all_results, step),
         sanity=sanity(all_results),
         skipped=skipped,
     )
