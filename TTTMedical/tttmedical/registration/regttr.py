@@ -4,8 +4,10 @@ The variable is a field (voxels of the fixed grid, engine convention of
 :mod:`tttmedical.core.warp`) held on a control grid (``field_level``; 0 = every voxel) and
 box-smoothed: a stationary velocity whose scaling-and-squaring exponential is the displacement
 (``diffeomorphic``), which keeps the map folding-free; an initial field ``u0`` is refined by such an increment ``s`` found on the moving
-image resampled through ``u0``, the result being ``s + u0 o (id + s)`` (``compose_init``), or, without
-``compose_init``, is itself the starting state (resized to each level), refined directly (not diffeomorphic).
+image resampled through ``u0``, the result being ``s + u0 o (id + s)`` (``compose_init``; of a ``u0`` that
+already folds, only as much of ``s`` is kept as adds no folded voxel), or, without ``compose_init``, is
+itself the starting state (resized to each level), refined directly (not diffeomorphic; the loss then
+adds ``fold_weight * mean(max(0, fold_margin - det J))`` on the control field).
 Loss, all on intensities in [0, 1]::
 
     L(u) = (1 - NCC_local(f, m o (id + u))) + ssim_weight * (1 - SSIM(f, m o (id + u))) + lambda * smooth(u)
