@@ -1,8 +1,9 @@
 """Image-similarity and regularisation losses on ``(N, C, D, H, W)`` tensors.
 
-Local statistics use separable box sums: along each axis the sum of ``w`` neighbours is built from
-partial sums of lengths 1, 2, 4, ... (about ``log2 w`` additions per voxel; 2-3x faster on CPU than
-the integral-image cumsum it replaced, same values up to float rounding).  Windows are cubes of
+Local statistics use separable box sums: along each axis the ``w - 1`` shifted neighbours are added in
+place into one copy, with no padded copies (issue 9: 96^3, 3 channels, window 5 on 1 thread: 5.7 vs 8.4
+ms for the partial sums of lengths 1, 2, 4, ... with a zero-padded copy per axis, which were 2-3x faster
+than an integral-image cumsum; same values up to float rounding).  Windows are cubes of
 ``w`` voxels, zero-padded at the borders, and every window's statistics are stacked as channels so
 one pass serves them all.  The fixed image's statistics are computed once
 (:class:`LocalSimilarity`).  Intensities are expected in [0, 1] (SSIM constants assume range 1).
@@ -12,29 +13,16 @@ from __future__ import annotations
 
 import torch
 
-def _window_sum(padded: torch.Tensor, dim: int, window: int, n: int) -> torch.Tensor:
-    """Sums of ``window`` consecutive entries along ``dim`` (``n`` outputs; ``padded`` has ``n + window - 1``)."""
-    total, offset, run, length, rest = None, 0, padded, 1, window
-    while True:
-        if rest & 1:  # add the partial sums of this length at the current offset
-            piece = run.narrow(dim, offset, n)
-            total = piece.clone() if total is None else total.add_(piece)
-            offset += length
-        rest >>= 1
-        if not rest:
-            return total
-        m = run.shape[dim] - length  # partial sums of twice the length
-        run = run.narrow(dim, 0, m) + run.narrow(dim, length, m)
-        length *= 2
-
 
 def _box_sum(x: torch.Tensor, window: int) -> torch.Tensor:
     r = window // 2
     for dim in (2, 3, 4):
-        pad = [0] * 6
-        pad[2 * (4 - dim) + 0] = r  # F.pad order: last dim first, (before, after)
-        pad[2 * (4 - dim) + 1] = r
-        x = _window_sum(torch.nn.functional.pad(x, pad), dim, window, x.shape[dim])
+        out = x.clone()
+        n = x.shape[dim]
+        for shift in range(1, min(r, n - 1) + 1):  # add the neighbours at +-shift in place (zero beyond the ends)
+            out.narrow(dim, 0, n - shift).add_(x.narrow(dim, shift, n - shift))
+            out.narrow(dim, shift, n - shift).add_(x.narrow(dim, 0, n - shift))
+        x = out
     return x
 
 
