@@ -250,7 +250,7 @@ def reconstruct(data: KSpace, outdir: str | Path, options: ReconOptions | None =
             problems = [make_problem(y[s], maps[s], data.mask, opts.seed + 101 * s) for s in range(slices)]
         ctx.stage("baseline", 0.0, "Zero-filled and pretrained reconstructions")
         with ctx.timer("baseline"), torch.no_grad():
-            zero = [p.zero_filled(p.acquired) for p in problems]
+            zero = [p.acquired_zero_filled for p in problems]
             pretrained, pretrained_dc = zip(*[opts.consistent(p, model(z[None])[0]) for p, z in zip(problems, zero)])
         runs = []
         for n, spec in enumerate(specs):

@@ -99,10 +99,15 @@ class SliceProblem:
         return P.sense_cg(self.y, self.maps, mask, DC_ITERATIONS, weight, prior=image.detach())
 
     @functools.cached_property
+    def acquired_zero_filled(self) -> torch.Tensor:
+        """The zero-filled image of all acquired samples, ``A^H (M y)``, complex ``[H, W]`` (computed once)."""
+        return self.zero_filled(self.acquired)
+
+    @functools.cached_property
     def scale(self) -> float:
-        """The largest magnitude of the zero-filled image of all acquired samples (the L1 weights' unit;
-        computed once per slice, not once per candidate step)."""
-        return float(self.zero_filled(self.acquired).abs().max())
+        """The largest magnitude of :attr:`acquired_zero_filled` (the L1 weights' unit; computed once per
+        slice, not once per candidate step)."""
+        return float(self.acquired_zero_filled.abs().max())
 
     @torch.no_grad()
     def dc_choice(self, image: torch.Tensor) -> tuple[float, float]:
