@@ -70,7 +70,7 @@ class RegTTRConfig:
     fold_weight: float = 3.0      # a field refined directly (not diffeomorphic, e.g. from the predictor): weight of
                                   # the mean hinge max(0, fold_margin - det J) on the control field, against folding
                                   # (from the predictor, 0 -> 3: folded voxels 0.083 / 0.030 % -> 0 / 0.011 % on
-                                  # phantom-pair / phantom-sliding, mean Dice over the 7 pairs 0.9155 -> 0.9156;
+                                  # phantom-pair / phantom-sliding, mean Dice over the 7 pairs 0.9155 -> 0.9154;
                                   # 10: no folding but phantom-pair's Dice 0.885 -> 0.872)
     fold_margin: float = 0.1
     compose_init: bool = False    # with an initial field u0: optimise an increment s on moving o (id + u0)
