@@ -54,7 +54,6 @@ Usage::
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import os
 import shutil
@@ -799,13 +798,13 @@ def markdown(doc: dict) -> str:
                   f"({', '.join(doc['curve_pairs'])}; the held-out family is not used). The default weight is "
                   f"{doc['default_smoothness']:g}.", "", curve_table(doc["curve"]), ""]
     if doc.get("modality"):
-        from tttmedical.data.ct_phantom import PHANTOM_HU, attenuation
+        from tttmedical.data.ct_phantom import BLUR_VOXELS, PHANTOM_HU
         from tttmedical.data.phantom import PHANTOM_LABELS
 
         tissues = ", ".join(f"{PHANTOM_LABELS[k]} {v:g}" for k, v in PHANTOM_HU.items())
         lines += ["## Modality presets (CT-like phantom pairs)", "", "Both images of each phantom pair rebuilt from their "
                   f"tissue labels as contrast-enhanced CT ({tissues} HU, "
-                  f"Gaussian blur {inspect.signature(attenuation).parameters['blur'].default:g} voxel, "
+                  f"Gaussian blur {BLUR_VOXELS:g} voxel, "
                   f"{doc['modality_noise_hu']:g} HU white noise; synthetic: "
                   "`tttmedical.data.ct_phantom`), registered by Reg-TTR from identity with each preset: `mri` = "
                   "0.5-99.5 percentiles; `ct` = soft-tissue window (-160..240 HU) and a Gaussian low-pass of 1 voxel.", "",

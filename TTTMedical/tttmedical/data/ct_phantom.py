@@ -13,9 +13,10 @@ from scipy import ndimage
 
 # air, fat, myocardium, blood (contrast-enhanced), liver
 PHANTOM_HU = {0: -1000.0, 1: -100.0, 2: 100.0, 3: 180.0, 4: 110.0}
+BLUR_VOXELS = 0.7   # partial-volume blur (Gaussian sigma, voxels)
 
 
-def attenuation(labels: np.ndarray, seed: int, noise_hu: float = 20.0, blur: float = 0.7,
+def attenuation(labels: np.ndarray, seed: int, noise_hu: float = 20.0, blur: float = BLUR_VOXELS,
                 hu: dict[int, float] | None = None) -> np.ndarray:
     """HU volume of ``labels`` (values not in ``hu`` count as air)."""
     table = hu or PHANTOM_HU
