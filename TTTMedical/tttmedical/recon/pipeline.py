@@ -353,7 +353,8 @@ def _adapt(net, problems, spec: MethodSpec, opts: ReconOptions, stage):
             r1 = d2sa.adapt_inr(net, caches, its, lr, opts.seed, callback=cb)
         images = r1.images
         validation["inr"] = {**_curve_record(r1.curve, r1.best_step, r1.stopped), "iterations": its, "lr": lr}
-        caches = d2sa.modulate(caches, r1.modules)
+        if spec.sst:  # stage 2 adapts on the modulated features (their outputs are its anchors)
+            caches = d2sa.modulate(caches, r1.modules)
     stage1_s = time.perf_counter() - t0
     per_slice = [stage1_s / n] * n
     if spec.sst:
