@@ -46,6 +46,10 @@ def test_regttr_from_identity_improves_ncc_and_dice(sample, request):
     assert ncc_after > ncc_before + 0.02
     best = min(c["loss"] for c in result.loss_curve if c["level"] == max(c["level"] for c in result.loss_curve))
     assert result.best_loss == pytest.approx(best)  # the best iterate is returned, not the last
+    # the per-level summary accounts for every evaluation of the curve, and says why each level ended
+    assert [lv["evaluations"] for lv in result.levels] == [sum(c["level"] == lv["level"] for c in result.loss_curve)
+                                                          for lv in result.levels]
+    assert all((lv["stopped"] == "max_steps") == (lv["evaluations"] == lv["max_evaluations"]) for lv in result.levels)
 
 
 def test_regttr_refinement_improves_a_rough_initial_field(mni_small):

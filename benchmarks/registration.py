@@ -227,7 +227,7 @@ def run_ours(pair: Pair, settings: Settings, workdir: Path, method: str, weights
     _check_grid((image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()), pair, method)
     extra = {"init_s": timings["init_s"], "refine_s": timings["refine_s"], "engine_total_s": timings["total_s"],
              "call_s": call_s, "iterations": len(report.get("loss_curve") or []),
-             "evaluations_per_level": _evaluations_per_level(report.get("loss_curve") or []),
+             "levels": report.get("levels"),
              "config": report["parameters"].get("config"), "output_dir": str(outdir)}
     if report.get("weights"):  # the engine's report names the predictor weights it loaded and their checksum
         extra["weights"] = report["weights"].get("weights")
@@ -235,15 +235,6 @@ def run_ours(pair: Pair, settings: Settings, workdir: Path, method: str, weights
     if "scale_losses" in report:
         extra["scale_losses"] = report["scale_losses"]
     return Run(field, timings["init_s"] + timings["refine_s"], extra)
-
-
-def _evaluations_per_level(curve: list[dict]) -> dict[str, int]:
-    """Loss evaluations of each Reg-TTR level (``"1"`` = the coarsest), from the report's loss curve."""
-    counts: dict[str, int] = {}
-    for entry in curve:
-        if "level" in entry:
-            counts[str(entry["level"])] = counts.get(str(entry["level"]), 0) + 1
-    return counts
 
 
 def run_refine(pair: Pair, settings: Settings, workdir: Path, method: str, fields=None, **_) -> Run:
@@ -586,19 +577,17 @@ def goals(all_results: dict, step: dict | None = None) -> list[dict]:
 
 
 def early_stop_table(all_results: dict) -> str:
-    """Loss evaluations per level of Reg-TTR from identity against the most the schedule allows
-    (``iterations x 2^(levels below) + 1``): a level that ends early stopped after ``patience``
-    non-improving iterations."""
+    """Reg-TTR's loss evaluations per pyramid level (from identity and from the predictor) against the most
+    its schedule allows, as the engine reports them (``report.json``'s ``levels``)."""
     rows = []
     for pair_name, res in all_results.items():
         for key in ("regttr", "regttr-pred"):
-            if not _ok(res, key) or not res[key]["extra"].get("evaluations_per_level"):
+            levels = res[key]["extra"].get("levels") if _ok(res, key) else None
+            if not levels:
                 continue
-            extra = res[key]["extra"]
-            counts, config = extra["evaluations_per_level"], extra["config"]
-            levels = len(counts)
-            cells = [f"{counts[str(level)]} / {config['iterations'] * 2 ** (levels - level) + 1}" for level in range(1, levels + 1)]
-            rows.append([pair_name, METHODS[key][0], " · ".join(cells), f"{extra['refine_s']:.2f}"])
+            cells = [f"{lv['evaluations']} / {lv['max_evaluations']}" + (" (stopped)" if lv["stopped"] == "patience" else "")
+                     for lv in levels]
+            rows.append([pair_name, METHODS[key][0], " · ".join(cells), f"{res[key]['extra']['refine_s']:.2f}"])
     return H.table(["Pair", "Method", "Evaluations used / allowed, coarse to fine", "refine_s"], rows, numeric=False)
 
 

@@ -258,6 +258,7 @@ def register(inputs: Inputs, outdir: str | Path, options: RegisterOptions | None
         parameters={**dataclasses.asdict(opts), **({"config": dataclasses.asdict(cfg)} if cfg is not None else {})},
         weights=predictor.describe() if predictor is not None else None,
         **({"predictor_start": start} if start else {}),
+        **({"levels": result.levels} if isinstance(result, regttr.RegTTRResult) else {}),
         **({"increment_kept": result.increment_kept} if isinstance(result, regttr.RegTTRResult) and cfg.compose_init else {}),
         metrics=metrics,
         loss_curve=curve,

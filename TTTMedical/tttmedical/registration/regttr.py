@@ -105,6 +105,9 @@ class RegTTRResult:
     best_loss: float
     increment_kept: float = 1.0         # refining an initial field: the fraction of the optimised increment kept
                                         # so that the result folds no more than that field (1: all of it)
+    levels: list[dict] = dataclasses.field(default_factory=list)  # per pyramid level, coarse to fine ("level" 1 =
+                                        # coarsest): shape_kji, evaluations, max_evaluations, stopped (the loop's
+                                        # reason: "max_steps", "patience" or "nonfinite")
 
 
 def exp_velocity(v: torch.Tensor, steps: int = 6) -> torch.Tensor:
@@ -189,6 +192,7 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
 
     state = init.detach().float() if init is not None else None
     curve: list[dict] = []
+    level_runs: list[dict] = []
     best_loss = float("inf")
     finest = min(cfg.finest_level, levels - 1)
     for level in reversed(range(finest, levels)):
@@ -223,6 +227,8 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
         loop = optimize(step, Adam([v], lr=cfg.lr), settings, snapshot=lambda _: v.detach().clone(),
                         callback=report)
         curve += [{"iteration": len(curve) + i, "level": levels - level, **entry} for i, entry in enumerate(loop.curve)]
+        level_runs.append({"level": levels - level, "shape_kji": list(lshape), "evaluations": loop.evaluations,
+                           "max_evaluations": max_it + 1, "stopped": loop.stopped})
         if loop.best is not None:
             state, best_loss = loop.best, loop.best_loss
         else:  # not even the starting point had a finite loss
@@ -234,7 +240,8 @@ def refine(fixed: torch.Tensor, moving: torch.Tensor, init: torch.Tensor | None 
             u, kept = _compose_without_new_folds(lambda factor: resize_field(realize(state * factor)[0], shape), outer)
     if callback is not None:
         callback(1.0, "Reg-TTR done", best_loss)
-    return RegTTRResult(field=u, loss_curve=curve, iterations=len(curve), best_loss=best_loss, increment_kept=kept)
+    return RegTTRResult(field=u, loss_curve=curve, iterations=len(curve), best_loss=best_loss, increment_kept=kept,
+                        levels=level_runs)
 
 
 def _compose_without_new_folds(increment: Callable[[float], torch.Tensor], outer: torch.Tensor) -> tuple[torch.Tensor, float]:
